@@ -1,0 +1,162 @@
+"""Side-by-side benchmark harness.
+
+Each case runs in a fresh child process (``python -m benchmarks.harness --child``),
+so its peak RSS (``ru_maxrss`` from ``wait4``) is its own, imports included. A case
+is a function ``fn(**kwargs) -> dict`` that does its own set-up, times only the
+measured region with ``time.perf_counter`` and returns ``{"seconds": s, "bytes": n}``
+or ``{"seconds": s, "ops": n}``. Results go to a JSON file and a markdown table in
+which each case is also given as a ratio to a baseline row of the same operation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@dataclass
+class Case:
+    """One measurement: ``target`` is ``module:function``; ``baseline`` marks the reference row."""
+
+    operation: str
+    peer: str
+    target: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = False
+    note: str = ""
+
+
+@dataclass
+class Result:
+    operation: str
+    peer: str
+    seconds: float
+    mb_per_s: float | None
+    ops_per_s: float | None
+    peak_rss_mib: float
+    ratio: float | None = None
+    note: str = ""
+    error: str | None = None
+
+
+def chunks(total: int, chunk: int = 8 * MiB) -> Iterator[bytes]:
+    """``total`` bytes of incompressible data as a stream of one reused random chunk."""
+    block = os.urandom(min(chunk, total) or 1)
+    sent = 0
+    while sent < total:
+        piece = block[: min(len(block), total - sent)]
+        sent += len(piece)
+        yield piece
+
+
+class ChunkFile:
+    """A read-only file object over :func:`chunks` (for APIs that want ``read``)."""
+
+    def __init__(self, total: int, chunk: int = 8 * MiB) -> None:
+        self._iter = chunks(total, chunk)
+        self._pending = b""
+        self.total = total
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        while n < 0 or len(out) < n:
+            if not self._pending:
+                self._pending = next(self._iter, b"")
+                if not self._pending:
+                    break
+            take = len(self._pending) if n < 0 else n - len(out)
+            out += self._pending[:take]
+            self._pending = self._pending[take:]
+        return bytes(out)
+
+    def readable(self) -> bool:
+        return True
+
+
+def run(case: Case) -> Result:
+    """Run one case in a child process and measure it."""
+    command = [sys.executable, "-m", "benchmarks.harness", "--child", case.target, json.dumps(case.kwargs)]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak = usage.ru_maxrss / 1024  # KiB on Linux
+    if proc.returncode != 0:
+        tail = (err.strip().splitlines() or ["?"])[-1]
+        return Result(case.operation, case.peer, 0.0, None, None, peak, note=case.note, error=tail[:200])
+    data = json.loads(out.strip().splitlines()[-1])
+    seconds = data["seconds"]
+    mb = data["bytes"] / 1e6 / seconds if "bytes" in data else None
+    ops = data["ops"] / seconds if "ops" in data else None
+    return Result(case.operation, case.peer, seconds, mb, ops, peak, note=case.note)
+
+
+def run_all(cases: list[Case], *, title: str, out: Path) -> str:
+    """Run ``cases`` one after another, write ``out`` (JSON) and return a markdown table."""
+    results: list[Result] = []
+    for case in cases:
+        print(f"  {case.operation:<24} {case.peer:<32}", end="", flush=True)
+        result = run(case)
+        results.append(result)
+        shown = result.error or _rate(result)
+        print(f" {shown}  peak {result.peak_rss_mib:.0f} MiB", flush=True)
+    for case, result in zip(cases, results, strict=True):
+        base = next((r for c, r in zip(cases, results, strict=True) if c.baseline and c.operation == case.operation), None)
+        if base and not base.error and not result.error:
+            result.ratio = (_value(result) or 0) / (_value(base) or 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"title": title, "when": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
+            "cpus": os.cpu_count()}
+    out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    return table(results, title)
+
+
+def _value(result: Result) -> float | None:
+    return result.mb_per_s if result.mb_per_s is not None else result.ops_per_s
+
+
+def _rate(result: Result) -> str:
+    if result.mb_per_s is not None:
+        return f"{result.mb_per_s:,.0f} MB/s"
+    return f"{result.ops_per_s:,.0f} ops/s"
+
+
+def table(results: list[Result], title: str) -> str:
+    """Markdown table of results."""
+    lines = [f"### {title}", "", "| operation | implementation | throughput | vs baseline | peak RSS | note |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in results:
+        rate = f"error: {r.error}" if r.error else _rate(r)
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        lines.append(f"| {r.operation} | {r.peer} | {rate} | {ratio} | {r.peak_rss_mib:.0f} MiB | {r.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def _child(target: str, kwargs_json: str) -> None:
+    module_name, function_name = target.split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    result = function(**json.loads(kwargs_json))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", nargs=2, metavar=("TARGET", "KWARGS"))
+    args = parser.parse_args()
+    if args.child:
+        _child(*args.child)

@@ -1,0 +1,370 @@
+"""StorageDriver: the one contract every backend implements.
+
+The public methods validate arguments, apply the ``rootdirectory`` prefix,
+instrument the call (a debug log line with its duration, and observers for
+metrics) and turn every failure into a :class:`~blobdrivers.errors.StorageError`,
+once, here. A driver implements only the backend hooks (``_put``, ``_open``,
+``_stat``, ...), which receive *full* paths (root prefix applied) and may raise
+its SDK's errors freely: ``_translate_error`` maps them.
+
+The precise semantics of each method are in ``docs/contract.md``.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from . import paths
+from .errors import (
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageError,
+    UnsupportedMethodError,
+)
+from .listing import FileInfo
+from .reader import RangeReader, Reader
+from .transfer import Data, Source
+from .writer import Conditions, Writer, WriterBackend
+
+T = TypeVar("T")
+
+log = logging.getLogger("blobdrivers")
+
+URL_METHODS = frozenset({"GET", "HEAD", "PUT"})
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One finished public call, as passed to observers (for metrics)."""
+
+    driver: str
+    operation: str
+    path: str
+    duration: float
+    error: StorageError | None
+
+
+class StorageDriver(abc.ABC):
+    """Abstract base of every storage driver; see ``docs/contract.md`` for the semantics.
+
+    Instances are safe to share between threads and keep working in a child
+    process after ``fork``. They pickle by their parameters, so ``pickle`` gives a
+    new, independent instance on the same store.
+    """
+
+    #: Registered name of the driver, used in errors and logs.
+    name: ClassVar[str] = "driver"
+    #: Parameters whose values are secret: never shown in repr, errors or logs.
+    secret_params: ClassVar[frozenset[str]] = frozenset()
+    #: Longest ``expires_in`` the backend's signed URLs allow, in seconds.
+    max_url_expiry: ClassVar[int] = 7 * 24 * 3600
+
+    def __init__(self, params: Mapping[str, Any], *, rootdirectory: str = "", chunk_size: int = 1024 * 1024) -> None:
+        self._params = dict(params)
+        self._root = paths.normalize_root(rootdirectory, driver=self.name)
+        #: The size a driver moves data in (part, block, buffer); the conformance
+        #: suite writes multiples of it so multipart paths really run.
+        self.chunk_size = chunk_size
+        #: Callables receiving a :class:`CallEvent` after every public call.
+        self.observers: list[Callable[[CallEvent], None]] = []
+
+    # ------------------------------------------------------------------ public API
+
+    def get(self, path: str) -> bytes:
+        """The whole content of the file at ``path``."""
+        full = self._file_path(path)
+        with self._call("get", path):
+            return self._get(full)
+
+    def put(self, path: str, data: Data, *, if_none_match: str | None = None, if_match: str | None = None) -> None:
+        """Atomically replace the content at ``path`` with ``data``, streaming it.
+
+        ``data`` is bytes-like, a binary file object (read from its current
+        position) or an iterable of bytes. Readers see the old or the whole new
+        content, never a part. With ``if_none_match="*"`` it publishes only if
+        nothing exists at ``path``; with ``if_match=etag`` only if the current etag
+        is ``etag``; otherwise :class:`PreconditionFailedError`, changing nothing.
+        """
+        full = self._file_path(path)
+        conditions = Conditions(if_none_match, if_match)
+        source = Source(data)
+        with self._call("put", path):
+            self._put(full, source, conditions)
+
+    def stream(self, path: str, offset: int = 0, length: int | None = None) -> Reader:
+        """A binary reader over ``length`` bytes (default: all) starting at ``offset``.
+
+        An offset at or beyond the end gives an empty read; a negative offset or
+        length raises :class:`InvalidOffsetError`.
+        """
+        full = self._file_path(path)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidOffsetError(f"invalid offset {offset!r}: must be an integer >= 0", driver=self.name, path=path)
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 0):
+            raise InvalidOffsetError(
+                f"invalid length {length!r}: must be an integer >= 0 or None", driver=self.name, path=path
+            )
+        with self._call("stream", path):
+            backend, remaining = self._open(full, offset, length)
+        return Reader(
+            backend,
+            remaining=remaining,
+            chunk_size=self.chunk_size,
+            translate=lambda exc: self._wrap(exc, "stream", path),
+        )
+
+    def writer(self, path: str, append: bool = False) -> Writer:
+        """A resumable writer for ``path``; nothing is visible there before ``commit()``.
+
+        ``append=True`` resumes an upload left by ``close()`` (from any instance or
+        process); with none in progress it appends to the committed content, and
+        raises :class:`PathNotFoundError` when nothing exists. ``append=False``
+        starts afresh, dropping any upload in progress for ``path``.
+        """
+        full = self._file_path(path)
+        with self._call("writer", path):
+            backend = self._writer(full, append)
+        return Writer(backend, path=path, driver=self.name, guard=lambda op, fn: self._guarded(op, path, fn))
+
+    def stat(self, path: str) -> FileInfo:
+        """Information about the file or implicit directory at ``path``."""
+        full = self._any_path(path)
+        with self._call("stat", path):
+            info = self._stat(full)
+        return info.moved_to(path)
+
+    def list(self, path: str) -> builtins.list[str]:
+        """Sorted full paths of the direct children of the directory ``path``.
+
+        ``list("/")`` of an empty store is ``[]``; any other path with no children
+        (missing, or a file) raises :class:`PathNotFoundError`.
+        """
+        full = self._any_path(path)
+        with self._call("list", path):
+            children = sorted(self._visible(full, self._list(full)))
+            if not children and path != paths.ROOT:
+                raise PathNotFoundError(f"no directory at {path}", driver=self.name, path=path)
+            return children
+
+    def walk(self, path: str = paths.ROOT) -> Iterator[FileInfo]:
+        """Every file and directory below ``path``, depth-first.
+
+        Siblings come sorted by name, a directory's name comparing as if it ended
+        in ``/`` (the byte order of object keys; see :func:`listing.walk_key`). A
+        file vanishing during the walk is skipped. A non-root ``path`` with nothing
+        below it raises :class:`PathNotFoundError` when iteration starts.
+        """
+        full = self._any_path(path)
+        return self._walk_logical(path, full)
+
+    def move(self, src: str, dst: str, *, if_none_match: str | None = None, if_match: str | None = None) -> None:
+        """Move the file ``src`` to ``dst``, replacing ``dst``; conditions apply to ``dst``.
+
+        A missing ``src`` raises :class:`PathNotFoundError` and leaves ``dst`` untouched.
+        """
+        full_src = self._file_path(src)
+        full_dst = self._file_path(dst)
+        conditions = Conditions(if_none_match, if_match)
+        with self._call("move", src):
+            if full_src != full_dst:
+                self._move(full_src, full_dst, conditions)
+            else:
+                self._stat(full_src)
+
+    def delete(self, path: str) -> None:
+        """Delete the file or, recursively, the directory at ``path``.
+
+        Deleting ``/d/f`` never touches ``/d/fsuffix``. A missing path raises
+        :class:`PathNotFoundError`.
+        """
+        full = self._file_path(path)
+        with self._call("delete", path):
+            self._delete(full)
+
+    def cat(self, path: str, sources: builtins.list[str]) -> None:
+        """Atomically write the concatenation of the files ``sources`` to ``path``.
+
+        Sources are left untouched and may include ``path`` itself. A missing
+        source raises :class:`PathNotFoundError` and changes nothing.
+        """
+        full = self._file_path(path)
+        if isinstance(sources, str):
+            raise TypeError("cat() sources must be a list of paths, not a single string")
+        full_sources = [self._file_path(source) for source in sources]
+        with self._call("cat", path):
+            self._cat(full, full_sources)
+
+    def url_for(self, path: str, method: str = "GET", expires_in: int = 1200) -> str:
+        """A URL a plain HTTP client can use for ``method`` on ``path`` for ``expires_in`` seconds.
+
+        Raises :class:`UnsupportedMethodError` for drivers without such URLs.
+        """
+        full = self._file_path(path)
+        method = method.upper() if isinstance(method, str) else method
+        if method not in URL_METHODS:
+            raise ValueError(f"url_for method must be one of {', '.join(sorted(URL_METHODS))}, not {method!r}")
+        if (
+            isinstance(expires_in, bool)
+            or not isinstance(expires_in, int | float)
+            or not 0 < expires_in <= self.max_url_expiry
+        ):
+            raise ValueError(f"expires_in must be between 1 and {self.max_url_expiry} seconds, not {expires_in!r}")
+        with self._call("url_for", path):
+            return self._url_for(full, method, int(expires_in))
+
+    # ------------------------------------------------------------------ hooks
+
+    @abc.abstractmethod
+    def _put(self, full: str, source: Source, conditions: Conditions) -> None:
+        """Publish ``source`` at ``full`` atomically under ``conditions``."""
+
+    @abc.abstractmethod
+    def _open(self, full: str, offset: int, length: int | None) -> tuple[RangeReader, int | None]:
+        """Open a range for reading; return the reader and the exact byte count it will give, if known."""
+
+    @abc.abstractmethod
+    def _writer(self, full: str, append: bool) -> WriterBackend:
+        """Open or resume the staging of a writer for ``full``."""
+
+    @abc.abstractmethod
+    def _stat(self, full: str) -> FileInfo:
+        """Stat a file or implicit directory, reporting ``full`` as its path."""
+
+    @abc.abstractmethod
+    def _list(self, full: str) -> Iterator[str]:
+        """Full paths of the direct children of ``full`` (any order; invalid names are filtered out)."""
+
+    @abc.abstractmethod
+    def _walk(self, full: str) -> Iterator[FileInfo]:
+        """Every entry below ``full``, in walk order (see :mod:`blobdrivers.listing`), with full paths."""
+
+    @abc.abstractmethod
+    def _move(self, src: str, dst: str, conditions: Conditions) -> None:
+        """Move the file ``src`` to ``dst``."""
+
+    @abc.abstractmethod
+    def _delete(self, full: str) -> None:
+        """Delete a file or a directory tree; raise PathNotFoundError when nothing is there."""
+
+    @abc.abstractmethod
+    def _cat(self, full: str, sources: builtins.list[str]) -> None:
+        """Publish the concatenation of ``sources`` at ``full`` atomically."""
+
+    def _get(self, full: str) -> bytes:
+        """Read a whole file; the default drains ``_open``."""
+        backend, remaining = self._open(full, 0, None)
+        try:
+            return Reader(backend, remaining=remaining, chunk_size=self.chunk_size).readall()
+        finally:
+            backend.close()
+
+    def _url_for(self, full: str, method: str, expires_in: int) -> str:
+        """Build a signed or public URL; the default says the driver has none."""
+        raise UnsupportedMethodError(f"{self.name} has no URLs for its files", driver=self.name)
+
+    def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
+        """Map a backend exception to a contract error, or ``None`` to let the base wrap it."""
+        return None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _file_path(self, path: str) -> str:
+        return paths.join(self._root, paths.validate(path, driver=self.name))
+
+    def _any_path(self, path: str) -> str:
+        return paths.join(self._root, paths.validate(path, allow_root=True, driver=self.name))
+
+    def _visible(self, full: str, children: Iterator[str]) -> Iterator[str]:
+        for child in children:
+            if paths.is_valid(child):
+                yield paths.strip(self._root, child)
+
+    def _walk_logical(self, path: str, full: str) -> Iterator[FileInfo]:
+        entries = self._guarded_iter("walk", path, self._walk(full))
+        found = False
+        for info in entries:
+            if paths.is_valid(info.path):
+                found = True
+                yield info.moved_to(paths.strip(self._root, info.path))
+        if not found and path != paths.ROOT:
+            raise PathNotFoundError(f"nothing below {path}", driver=self.name, path=path)
+
+    def _guarded_iter(self, operation: str, path: str, iterator: Iterator[T]) -> Iterator[T]:
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise self._wrap(exc, operation, path) from exc
+            yield item
+
+    def _guarded(self, operation: str, path: str, fn: Callable[[], T]) -> T:
+        with self._call(operation, path):
+            return fn()
+
+    @contextmanager
+    def _call(self, operation: str, path: str) -> Iterator[None]:
+        started = time.perf_counter()
+        error: StorageError | None = None
+        try:
+            yield
+        except Exception as exc:
+            error = self._wrap(exc, operation, path)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            duration = time.perf_counter() - started
+            if log.isEnabledFor(logging.DEBUG):
+                outcome = type(error).__name__ if error else "ok"
+                log.debug("%s %s %s %.3f ms %s", self.name, operation, path, duration * 1000, outcome)
+            for observer in self.observers:
+                observer(CallEvent(self.name, operation, path, duration, error))
+
+    def _wrap(self, exc: Exception, operation: str, path: str) -> StorageError:
+        """Turn any exception from a hook into a StorageError naming this driver and the path."""
+        if isinstance(exc, StorageError):
+            if exc.driver is None:
+                exc.driver = self.name
+            if exc.path is None:
+                exc.path = path
+            exc.message = self._redact(exc.message)
+            return exc
+        mapped = self._translate_error(exc, path)
+        if mapped is None:
+            if isinstance(exc, FileNotFoundError):
+                mapped = PathNotFoundError(f"no file at {path}")
+            else:
+                mapped = StorageError(f"{operation} {path} failed: {type(exc).__name__}: {exc}")
+        mapped.driver, mapped.path = self.name, path
+        mapped.message = self._redact(mapped.message)
+        return mapped
+
+    def _redact(self, text: str) -> str:
+        for name in self.secret_params:
+            value = self._params.get(name)
+            if isinstance(value, str) and len(value) >= 4:
+                text = text.replace(value, "***")
+        return text
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{key}={'***' if key in self.secret_params else repr(value)}"
+            for key, value in sorted(self._params.items())
+        )
+        return f"{type(self).__name__}({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_driver, (type(self), self._params))
+
+
+def _rebuild_driver(cls: type[StorageDriver], params: dict[str, Any]) -> StorageDriver:
+    return cls(**params)

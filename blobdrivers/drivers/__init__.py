@@ -1,0 +1,1 @@
+"""One module per storage backend; the factory imports them lazily by name."""

@@ -1,0 +1,503 @@
+"""The filesystem driver: files under a root directory, published by atomic rename.
+
+Every publish (put, writer commit, cat, move) writes a temporary file in the hidden
+staging folder ``<root>/~staging`` (same filesystem), fsyncs it, renames it into
+place and fsyncs the directory, so a reader or a crash sees the old content or the
+whole new content. A ``~`` is outside the path rule, so the staging folder can never
+be named by a caller, listed or walked.
+
+Paths are resolved one component at a time from a descriptor of the root with
+``O_NOFOLLOW``: a symlink planted inside the root (or a race that plants one) can
+never lead a call outside it; such a link is refused with a :class:`StorageError`.
+
+Publishes to one path are serialised by an ``flock`` on one of a fixed set of lock
+files chosen by the path's hash, so ``if_match`` is a real compare-and-swap across
+threads and processes; ``if_none_match="*"`` uses ``link()``, which is atomic on its
+own. Writers stage into a file of their own; ``close()`` parks it under a name
+derived from the path, where ``writer(path, append=True)`` in any process claims it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import io
+import os
+import stat as stat_module
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from ..driver import StorageDriver
+from ..errors import PreconditionFailedError, StorageError
+from ..listing import FileInfo
+from ..params import MiB, Params
+from ..reader import RangeReader
+from ..transfer import Source
+from ..writer import Conditions, WriterBackend
+
+STAGING = "~staging"
+_LOCK_STRIPES = 64
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def default_root() -> str:
+    """The per-user data folder used when no ``rootdirectory`` is given."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return os.path.join(base, "blobdrivers")
+
+
+class FilesystemDriver(StorageDriver):
+    """Files under ``rootdirectory`` (default: a per-user data folder); ``fsync`` (default true)."""
+
+    name = "filesystem"
+
+    def __init__(self, **params: Any) -> None:
+        reader = Params(self.name, params)
+        self.root = os.path.abspath(reader.string("rootdirectory") or default_root())
+        self.fsync = reader.boolean("fsync", True)
+        chunk_size = reader.size("chunksize", 1 * MiB, minimum=4096, maximum=1024 * MiB)
+        reader.done()
+        super().__init__(params, chunk_size=chunk_size)
+        os.makedirs(self.root, exist_ok=True)
+        for folder in ("tmp", "uploads", "locks", "trash"):
+            os.makedirs(os.path.join(self.root, STAGING, folder), exist_ok=True)
+
+    # ------------------------------------------------------------------ resolution
+
+    @contextmanager
+    def _dir(self, full: str, *, create: bool = False) -> Iterator[int]:
+        """A descriptor of the directory ``full`` (a full path), never following a symlink."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in full.split("/")[1:] if full != paths.ROOT else []:
+                fd = self._step(fd, part, create=create)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _step(self, fd: int, part: str, *, create: bool) -> int:
+        try:
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            with suppress(FileExistsError):
+                os.mkdir(part, dir_fd=fd)
+                self._sync_dir(fd)
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(f"refusing to follow a symlink at component {part!r}") from exc
+            if exc.errno == errno.ENOTDIR:
+                raise FileNotFoundError(errno.ENOENT, "a file stands where a directory is needed") from exc
+            raise
+        finally:
+            os.close(fd)
+        return child
+
+    @contextmanager
+    def _staging(self, folder: str) -> Iterator[int]:
+        fd = os.open(os.path.join(self.root, STAGING, folder), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _sync_dir(self, fd: int) -> None:
+        if self.fsync:
+            os.fsync(fd)
+
+    def _sync_file(self, fd: int) -> None:
+        if self.fsync:
+            os.fsync(fd)
+
+    @contextmanager
+    def _path_lock(self, full: str) -> Iterator[None]:
+        stripe = int.from_bytes(hashlib.blake2b(full.encode(), digest_size=4).digest(), "big") % _LOCK_STRIPES
+        with self._staging("locks") as locks:
+            fd = os.open(str(stripe), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=locks)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ publishing
+
+    def _new_temp(self) -> tuple[str, int]:
+        name = uuid.uuid4().hex
+        with self._staging("tmp") as tmp:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=tmp)
+        return os.path.join(self.root, STAGING, "tmp", name), fd
+
+    def _publish(self, staged: str, full: str, conditions: Conditions) -> None:
+        """Move the fsynced file ``staged`` (an OS path in the staging area) to ``full`` atomically."""
+        parent, name = paths.parent(full), full.rsplit("/", 1)[1]
+        for attempt in range(5):
+            try:
+                with self._dir(parent, create=True) as dir_fd, self._path_lock(full):
+                    self._check(dir_fd, name, full, conditions)
+                    if conditions.if_none_match:
+                        try:
+                            os.link(staged, name, dst_dir_fd=dir_fd)
+                        except FileExistsError:
+                            raise PreconditionFailedError(f"{full} already exists") from None
+                        os.unlink(staged)
+                    else:
+                        os.rename(staged, name, dst_dir_fd=dir_fd)
+                    self._sync_dir(dir_fd)
+                return
+            except FileNotFoundError:
+                # A concurrent delete pruned the parent between creation and rename.
+                if attempt == 4 or not os.path.exists(staged):
+                    raise
+
+    def _check(self, dir_fd: int, name: str, full: str, conditions: Conditions) -> None:
+        if conditions.if_match is None:
+            return
+        try:
+            current = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise PreconditionFailedError(
+                f"{full} does not exist, so it cannot match etag {conditions.if_match!r}"
+            ) from None
+        if _etag(current) != conditions.if_match:
+            raise PreconditionFailedError(f"etag of {full} is not {conditions.if_match!r}")
+
+    def _put(self, full: str, source: Source, conditions: Conditions) -> None:
+        staged, fd = self._new_temp()
+        try:
+            with io.FileIO(fd, "w", closefd=False) as out:
+                _copy_source(source, out, self.chunk_size)
+            self._sync_file(fd)
+            os.close(fd)
+            fd = -1
+            self._publish(staged, full, conditions)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            with suppress(FileNotFoundError):
+                os.unlink(staged)
+
+    # ------------------------------------------------------------------ reading
+
+    def _open_file(self, full: str) -> int:
+        with self._dir(paths.parent(full)) as dir_fd:
+            try:
+                fd = os.open(full.rsplit("/", 1)[1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise StorageError(f"refusing to follow a symlink at {full}") from exc
+                raise
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileNotFoundError(errno.ENOENT, f"{full} is a directory, not a file")
+        return fd
+
+    def _get(self, full: str) -> bytes:
+        with io.FileIO(self._open_file(full), "r") as file:
+            return file.readall()
+
+    def _open(self, full: str, offset: int, length: int | None) -> tuple[RangeReader, int | None]:
+        file = io.FileIO(self._open_file(full), "r")
+        size = os.fstat(file.fileno()).st_size
+        available = max(0, size - offset)
+        if offset:
+            file.seek(min(offset, size))
+        return file, available if length is None else min(length, available)
+
+    def _stat(self, full: str) -> FileInfo:
+        if full == paths.ROOT:
+            result = os.stat(self.root)
+        else:
+            with self._dir(paths.parent(full)) as dir_fd:
+                result = os.stat(full.rsplit("/", 1)[1], dir_fd=dir_fd, follow_symlinks=False)
+        return _info(full, result)
+
+    def _list(self, full: str) -> Iterator[str]:
+        try:
+            with self._dir(full) as dir_fd, os.scandir(dir_fd) as entries:
+                names = [
+                    entry.name
+                    for entry in entries
+                    if entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)
+                ]
+        except NotADirectoryError:
+            return iter(())
+        except FileNotFoundError:
+            if full == paths.ROOT:
+                return iter(())
+            raise
+        base = "" if full == paths.ROOT else full
+        return iter([f"{base}/{name}" for name in names if name != STAGING])
+
+    def _walk(self, full: str) -> Iterator[FileInfo]:
+        try:
+            with self._dir(full) as dir_fd:
+                entries = self._walk_below(os.dup(dir_fd), "" if full == paths.ROOT else full)
+        except (FileNotFoundError, NotADirectoryError):
+            return iter(())
+        return entries
+
+    def _walk_below(self, dir_fd: int, base: str) -> Iterator[FileInfo]:
+        """Walk order of one directory; an empty directory yields nothing (directories are implicit)."""
+        try:
+            with os.scandir(dir_fd) as scan:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in scan if e.name != STAGING]
+            for name, is_dir in sorted(entries, key=lambda item: item[0] + "/" if item[1] else item[0]):
+                if not paths.is_valid("/" + name):
+                    continue
+                try:
+                    if is_dir:
+                        child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                        below = self._walk_below(child_fd, f"{base}/{name}")
+                        first = next(below, None)
+                        if first is None:
+                            continue
+                        yield _info(f"{base}/{name}", os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
+                        yield first
+                        yield from below
+                    else:
+                        result = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                        if stat_module.S_ISREG(result.st_mode):
+                            yield _info(f"{base}/{name}", result)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # vanished (or replaced) during the walk
+        finally:
+            os.close(dir_fd)
+
+    # ------------------------------------------------------------------ changing
+
+    def _move(self, src: str, dst: str, conditions: Conditions) -> None:
+        with self._dir(paths.parent(src)) as src_dir:
+            name = src.rsplit("/", 1)[1]
+            if not stat_module.S_ISREG(os.stat(name, dir_fd=src_dir, follow_symlinks=False).st_mode):
+                raise FileNotFoundError(errno.ENOENT, f"{src} is not a file")
+            # Claim the source first: a rename within the staging area is atomic, so a
+            # failed condition can put it back and no reader ever sees dst half-written.
+            claimed = os.path.join(self.root, STAGING, "tmp", uuid.uuid4().hex)
+            with self._staging("tmp") as tmp:
+                os.rename(name, os.path.basename(claimed), src_dir_fd=src_dir, dst_dir_fd=tmp)
+            try:
+                self._publish(claimed, dst, conditions)
+            except BaseException:
+                with suppress(OSError):
+                    os.rename(claimed, name, dst_dir_fd=src_dir)
+                raise
+            self._sync_dir(src_dir)
+        self._prune(paths.parent(src))
+
+    def _delete(self, full: str) -> None:
+        parent, name = paths.parent(full), full.rsplit("/", 1)[1]
+        with self._dir(parent) as dir_fd:
+            result = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat_module.S_ISDIR(result.st_mode):
+                # Take the tree out of sight in one rename, then remove it at leisure.
+                trash = uuid.uuid4().hex
+                with self._staging("trash") as trash_fd:
+                    os.rename(name, trash, src_dir_fd=dir_fd, dst_dir_fd=trash_fd)
+                    self._sync_dir(dir_fd)
+                    _remove_tree(trash_fd, trash)
+            else:
+                with self._path_lock(full):
+                    os.unlink(name, dir_fd=dir_fd)
+                self._sync_dir(dir_fd)
+        self._prune(parent)
+
+    def _prune(self, full: str) -> None:
+        """Remove now-empty directories from ``full`` upwards (directories are implicit)."""
+        while full != paths.ROOT:
+            parent = paths.parent(full)
+            try:
+                with self._dir(parent) as dir_fd:
+                    os.rmdir(full.rsplit("/", 1)[1], dir_fd=dir_fd)
+            except OSError:
+                return
+            full = parent
+
+    def _cat(self, full: str, sources: list[str]) -> None:
+        staged, out_fd = self._new_temp()
+        try:
+            for source in sources:
+                in_fd = self._open_file(source)
+                try:
+                    _copy_fd(in_fd, out_fd, os.fstat(in_fd).st_size)
+                finally:
+                    os.close(in_fd)
+            self._sync_file(out_fd)
+            os.close(out_fd)
+            out_fd = -1
+            self._publish(staged, full, Conditions())
+        finally:
+            if out_fd >= 0:
+                os.close(out_fd)
+            with suppress(FileNotFoundError):
+                os.unlink(staged)
+
+    # ------------------------------------------------------------------ writer
+
+    def _upload_name(self, full: str) -> str:
+        return hashlib.sha256(full.encode()).hexdigest()
+
+    def _writer(self, full: str, append: bool) -> WriterBackend:
+        parked = self._upload_name(full)
+        own = f"{parked}.{uuid.uuid4().hex}"
+        with self._staging("uploads") as uploads:
+            if append:
+                try:
+                    os.rename(parked, own, src_dir_fd=uploads, dst_dir_fd=uploads)
+                except FileNotFoundError:
+                    self._seed_from_committed(full, uploads, own)
+            else:
+                with suppress(FileNotFoundError):
+                    os.unlink(parked, dir_fd=uploads)
+            fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644, dir_fd=uploads)
+        folder = os.path.join(self.root, STAGING, "uploads")
+        return _FileWriter(self, full, fd, os.path.join(folder, own), os.path.join(folder, parked))
+
+    def _seed_from_committed(self, full: str, uploads: int, own: str) -> None:
+        """Start an append to committed content with a copy of it (the copy is kernel-side)."""
+        in_fd = self._open_file(full)
+        try:
+            out_fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=uploads)
+            try:
+                _copy_fd(in_fd, out_fd, os.fstat(in_fd).st_size)
+            finally:
+                os.close(out_fd)
+        finally:
+            os.close(in_fd)
+
+    def cleanup(self, older_than: float) -> int:
+        """Remove staging leftovers (crashed puts, abandoned uploads) older than ``older_than`` seconds.
+
+        Returns the number of entries removed. Safe while the store is in use: only
+        entries untouched for longer than ``older_than`` are removed.
+        """
+        removed = 0
+        limit = time.time() - older_than
+        for folder in ("tmp", "uploads", "trash"):
+            with self._staging(folder) as fd, os.scandir(fd) as entries:
+                for entry in list(entries):
+                    try:
+                        if entry.stat(follow_symlinks=False).st_mtime >= limit:
+                            continue
+                        if entry.is_dir(follow_symlinks=False):
+                            _remove_tree(fd, entry.name)
+                        else:
+                            os.unlink(entry.name, dir_fd=fd)
+                        removed += 1
+                    except FileNotFoundError:
+                        continue
+        return removed
+
+
+class _FileWriter:
+    """Writer backend staging into a private file; ``close`` parks it for resume."""
+
+    def __init__(self, driver: FilesystemDriver, full: str, fd: int, own: str, parked: str) -> None:
+        self._driver = driver
+        self._full = full
+        self._fd = fd
+        self._own = own
+        self._parked = parked
+        self.size = os.fstat(fd).st_size
+
+    def write(self, data: memoryview) -> None:
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
+
+    def close(self) -> None:
+        self._driver._sync_file(self._fd)
+        os.close(self._fd)
+        os.replace(self._own, self._parked)
+
+    def commit(self, conditions: Conditions) -> None:
+        self._driver._sync_file(self._fd)
+        os.close(self._fd)
+        try:
+            self._driver._publish(self._own, self._full, conditions)
+        except BaseException:
+            os.replace(self._own, self._parked)  # a failed commit keeps progress for a resume
+            raise
+
+    def cancel(self) -> None:
+        os.close(self._fd)
+        os.unlink(self._own)
+
+
+def _etag(result: os.stat_result) -> str:
+    return f"{result.st_ino:x}-{result.st_mtime_ns:x}-{result.st_size:x}"
+
+
+def _info(full: str, result: os.stat_result) -> FileInfo:
+    is_dir = stat_module.S_ISDIR(result.st_mode)
+    return FileInfo(
+        path=full,
+        size=0 if is_dir else result.st_size,
+        modified=datetime.fromtimestamp(result.st_mtime, UTC),
+        is_dir=is_dir,
+        etag=None if is_dir else _etag(result),
+    )
+
+
+def _copy_source(source: Source, out: io.FileIO, chunk_size: int) -> None:
+    if source.in_memory:
+        while view := source.read(64 * MiB):
+            while view:
+                view = view[out.write(view) or 0 :]
+        return
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    while got := source.readinto(view):
+        chunk = view[:got]
+        while chunk:
+            chunk = chunk[out.write(chunk) or 0 :]
+
+
+def _copy_fd(in_fd: int, out_fd: int, count: int) -> None:
+    """Copy ``count`` bytes between descriptors in the kernel where possible."""
+    offset = 0
+    try:
+        if not hasattr(os, "copy_file_range"):
+            raise OSError(errno.ENOSYS, "copy_file_range is not available")
+        while offset < count:
+            copied = os.copy_file_range(in_fd, out_fd, count - offset, offset_src=offset)
+            if copied == 0:
+                break
+            offset += copied
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    while offset < count:
+        chunk = os.pread(in_fd, min(8 * MiB, count - offset), offset)
+        if not chunk:
+            break
+        os.write(out_fd, chunk)
+        offset += len(chunk)
+
+
+def _remove_tree(parent_fd: int, name: str) -> None:
+    """Remove a directory tree by descriptors, never following symlinks."""
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        with os.scandir(fd) as scan:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in scan]
+        for child, is_dir in entries:
+            if is_dir:
+                _remove_tree(fd, child)
+            else:
+                with suppress(FileNotFoundError):
+                    os.unlink(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    with suppress(FileNotFoundError):
+        os.rmdir(name, dir_fd=parent_fd)

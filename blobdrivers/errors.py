@@ -1,0 +1,82 @@
+"""The typed errors every driver raises.
+
+Each error carries the name of the driver that raised it and, where one applies,
+the path it was about. Errors that have a natural builtin counterpart also inherit
+it, so ``except FileNotFoundError`` or ``except ValueError`` keep working for code
+that knows nothing of this library. Messages never contain credentials: drivers
+build them from paths, parameter names and error codes only.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every error raised by a storage driver.
+
+    ``driver`` names the driver (``"s3"``, ``"filesystem"``, ...) and ``path`` the
+    logical path the call was about, when there is one. Backend SDK errors are
+    wrapped in a ``StorageError`` whose ``__cause__`` is the original exception.
+    """
+
+    def __init__(self, message: str, *, driver: str | None = None, path: str | None = None) -> None:
+        Exception.__init__(self, message)
+        self.message = message
+        self.driver = driver
+        self.path = path
+
+    def __str__(self) -> str:
+        where = f"{self.driver}: " if self.driver else ""
+        return f"{where}{self.message}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep the keyword-only attributes across pickling (process pools, multiprocessing).
+        return (_rebuild, (type(self), self.message, self.driver, self.path))
+
+
+def _rebuild(cls: type[StorageError], message: str, driver: str | None, path: str | None) -> StorageError:
+    return cls(message, driver=driver, path=path)
+
+
+class PathNotFoundError(StorageError, FileNotFoundError):
+    """Nothing exists at the path (or, for ``list``, below it)."""
+
+
+class InvalidPathError(StorageError, ValueError):
+    """The path breaks the path rule (see :mod:`blobdrivers.paths`)."""
+
+
+class InvalidOffsetError(StorageError, ValueError):
+    """A read offset or length is negative or otherwise unusable."""
+
+
+class UnsupportedMethodError(StorageError, NotImplementedError):
+    """The driver or its backend cannot do this (for example ``url_for`` on a filesystem)."""
+
+
+class PreconditionFailedError(StorageError):
+    """A conditional write (``if_none_match`` / ``if_match``) found its condition false; nothing changed."""
+
+
+class ConfigError(StorageError, ValueError):
+    """A driver parameter or configuration is invalid; the message names the parameter and what is allowed."""
+
+
+class DriverNotFoundError(StorageError, LookupError):
+    """No driver of that name is registered, or its SDK is not installed (the message names the extra)."""
+
+
+class WriterClosedError(StorageError, ValueError):
+    """A writer was used after ``close()``, ``commit()`` or ``cancel()``."""
+
+
+__all__ = [
+    "ConfigError",
+    "DriverNotFoundError",
+    "InvalidOffsetError",
+    "InvalidPathError",
+    "PathNotFoundError",
+    "PreconditionFailedError",
+    "StorageError",
+    "UnsupportedMethodError",
+    "WriterClosedError",
+]

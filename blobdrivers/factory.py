@@ -1,0 +1,158 @@
+"""Creating drivers: by name, from a URL, from a distribution ``storage:`` config.
+
+Built-in drivers are known by import path only and imported on first use, so a
+missing SDK costs nothing until that driver is asked for, and then says which
+extra to install. Third-party drivers register in code (:func:`register`) or
+through the ``blobdrivers.drivers`` entry-point group; an entry point names a
+factory ``factory(params) -> StorageDriver`` or a ``StorageDriver`` subclass.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .driver import StorageDriver
+from .errors import ConfigError, DriverNotFoundError
+
+Factory = Callable[[Mapping[str, Any]], StorageDriver]
+
+ENTRY_POINT_GROUP = "blobdrivers.drivers"
+
+#: name -> (module:class, extra that installs its SDK)
+_BUILTIN: dict[str, tuple[str, str | None]] = {
+    "filesystem": ("blobdrivers.drivers.filesystem:FilesystemDriver", None),
+    "inmemory": ("blobdrivers.drivers.inmemory:InMemoryDriver", None),
+    "s3": ("blobdrivers.drivers.s3:S3Driver", "s3"),
+    "azure": ("blobdrivers.drivers.azure:AzureDriver", "azure"),
+    "gcs": ("blobdrivers.drivers.gcs:GCSDriver", "gcs"),
+    "oss": ("blobdrivers.drivers.oss:OSSDriver", "oss"),
+}
+_ALIASES: dict[str, str] = {"s3aws": "s3"}
+#: URL scheme -> (driver name, parameter that the URL's host names, or None)
+_SCHEMES: dict[str, tuple[str, str | None]] = {
+    "file": ("filesystem", None),
+    "memory": ("inmemory", "name"),
+    "s3": ("s3", "bucket"),
+    "azure": ("azure", "container"),
+    "gs": ("gcs", "bucket"),
+    "oss": ("oss", "bucket"),
+}
+#: Keys of a distribution ``storage:`` section that are not drivers.
+_CONFIG_SECTIONS = frozenset({"cache", "maintenance", "delete", "redirect", "tag"})
+
+_registry: dict[str, Factory] = {}
+_lock = threading.Lock()
+
+
+def register(name: str, factory: Factory | type[StorageDriver]) -> None:
+    """Register a driver under ``name``; it replaces any earlier driver of that name."""
+    with _lock:
+        _registry[name] = _as_factory(factory)
+
+
+def available_drivers() -> list[str]:
+    """Sorted names of every driver: built-in, registered and entry points."""
+    names = set(_BUILTIN) | set(_ALIASES) | set(_registry)
+    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(names)
+
+
+def create(name: str, params: Mapping[str, Any] | None = None) -> StorageDriver:
+    """A driver by name with its parameters (see each driver's docs for the names)."""
+    return _factory(name)(dict(params or {}))
+
+
+def from_url(url: str) -> StorageDriver:
+    """A driver from a URL: ``file:///srv/store``, ``memory://``, ``s3://bucket/prefix?region=...``.
+
+    The URL's host fills the driver's bucket or container parameter, its path the
+    ``rootdirectory`` (the directory itself for ``file://``), and each query item
+    one parameter.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ConfigError(
+            f"unsupported URL scheme {scheme!r} in store URL; known schemes: {', '.join(sorted(_SCHEMES))}"
+        )
+    driver, host_param = _SCHEMES[scheme]
+    params: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in params:
+            raise ConfigError(f"parameter {key!r} is given twice in the store URL", driver=driver)
+        params[key] = value
+    host = unquote(parts.netloc.rsplit("@", 1)[-1])
+    if "@" in parts.netloc:
+        raise ConfigError("credentials in the URL's user part are not accepted; pass them as parameters", driver=driver)
+    if host_param is not None:
+        if host:
+            params[host_param] = host
+    elif host not in ("", "localhost"):
+        raise ConfigError(f"a {scheme}:// URL names no host, got {host!r}", driver=driver)
+    path = unquote(parts.path)
+    if path not in ("", "/"):
+        params["rootdirectory"] = path
+    return create(driver, params)
+
+
+def from_config(storage: Mapping[str, Any]) -> StorageDriver:
+    """A driver from the ``storage:`` section of a distribution ``config.yml``.
+
+    Exactly one key names the driver and maps to its parameters. The sections
+    ``cache``, ``maintenance``, ``delete``, ``redirect`` and ``tag`` are accepted;
+    this library applies none of them to the driver itself, so they are ignored here.
+    """
+    if not isinstance(storage, Mapping):
+        raise ConfigError(f"the storage configuration must be a mapping, not {type(storage).__name__}")
+    drivers = [key for key in storage if key not in _CONFIG_SECTIONS]
+    if len(drivers) != 1:
+        raise ConfigError(
+            f"the storage configuration must name exactly one driver, found {drivers or 'none'}; "
+            f"available: {', '.join(available_drivers())}"
+        )
+    name = drivers[0]
+    params = storage[name] or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"the parameters of driver {name!r} must be a mapping", driver=name)
+    return create(name, params)
+
+
+def _factory(name: str) -> Factory:
+    with _lock:
+        registered = _registry.get(name)
+    if registered is not None:
+        return registered
+    target = _ALIASES.get(name, name)
+    if target in _BUILTIN:
+        return _as_factory(_import_builtin(target))
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return _as_factory(ep.load())
+    raise DriverNotFoundError(f"no storage driver named {name!r}; available: {', '.join(available_drivers())}")
+
+
+def _import_builtin(name: str) -> type[StorageDriver]:
+    target, extra = _BUILTIN[name]
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and not exc.name.startswith("blobdrivers") and extra:
+            raise DriverNotFoundError(
+                f'driver {name!r} needs {exc.name!r}, which is not installed: pip install "blobdrivers[{extra}]"',
+                driver=name,
+            ) from exc
+        raise
+    driver_class: type[StorageDriver] = getattr(module, class_name)
+    return driver_class
+
+
+def _as_factory(factory: Factory | type[StorageDriver]) -> Factory:
+    if isinstance(factory, type):
+        driver_class: type[StorageDriver] = factory
+        return lambda params: driver_class(**params)
+    return factory

@@ -1,0 +1,166 @@
+"""Typed reading of driver parameters, with errors that name the parameter.
+
+Parameters arrive from Python code, from a distribution ``config.yml`` or from a
+URL query string, so every reader accepts both native values and their string
+forms (``"true"``, ``"10MiB"``). Unknown parameters are refused, since a typo in
+a storage configuration should fail loudly rather than be ignored. Values of
+secret parameters never appear in messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+_SIZE = re.compile(r"\s*(\d+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+KiB = 1024
+MiB = 1024**2
+GiB = 1024**3
+TiB = 1024**4
+
+
+class Params:
+    """Reads the parameters of one driver; call :meth:`done` last to refuse unknown names."""
+
+    def __init__(self, driver: str, params: Mapping[str, Any], *, secrets: Collection[str] = ()) -> None:
+        self._driver = driver
+        self._values = dict(params)
+        self._secrets = set(secrets)
+        self._known: set[str] = set()
+
+    def _lookup(self, name: str, aliases: tuple[str, ...]) -> tuple[str, Any]:
+        self._known.update((name, *aliases))
+        for key in (name, *aliases):
+            value = self._values.get(key)
+            if value is not None and value != "":
+                return key, value
+        return name, None
+
+    def _fail(self, key: str, value: Any, allowed: str) -> ConfigError:
+        shown = "(hidden)" if key in self._secrets else repr(value)
+        return ConfigError(f"invalid value {shown} for parameter {key!r}: {allowed}", driver=self._driver)
+
+    def string(self, name: str, default: str | None = None, *, aliases: tuple[str, ...] = ()) -> str | None:
+        """A string parameter, or ``default`` when absent or empty."""
+        key, value = self._lookup(name, aliases)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self._fail(key, value, "expected a string")
+        return value
+
+    def required_string(self, name: str, *, aliases: tuple[str, ...] = ()) -> str:
+        """A string parameter that must be given."""
+        value = self.string(name, aliases=aliases)
+        if value is None:
+            raise ConfigError(f"parameter {name!r} is required", driver=self._driver)
+        return value
+
+    def boolean(self, name: str, default: bool, *, aliases: tuple[str, ...] = ()) -> bool:
+        """A boolean: ``True``/``False`` or one of true/false, yes/no, on/off, 1/0."""
+        key, value = self._lookup(name, aliases)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise self._fail(key, value, "expected true or false")
+
+    def integer(
+        self,
+        name: str,
+        default: int,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> int:
+        """An integer within ``[minimum, maximum]``."""
+        key, value = self._lookup(name, aliases)
+        if value is None:
+            return default
+        number = _as_int(value)
+        if number is None:
+            raise self._fail(key, value, "expected an integer")
+        return self._check_range(key, value, number, minimum, maximum, "")
+
+    def size(
+        self,
+        name: str,
+        default: int,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        multiple_of: int | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> int:
+        """A byte size: an integer, or a string such as ``"16MiB"``, ``"5M"``, ``"1048576"``."""
+        key, value = self._lookup(name, aliases)
+        if value is None:
+            return default
+        number = _as_int(value)
+        if number is None and isinstance(value, str) and (match := _SIZE.fullmatch(value)):
+            unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+            number = int(match.group(1)) * _UNITS[unit]
+        if number is None:
+            raise self._fail(key, value, "expected a byte size such as 10485760 or '10MiB'")
+        number = self._check_range(key, value, number, minimum, maximum, " bytes")
+        if multiple_of and number % multiple_of:
+            raise self._fail(key, value, f"must be a multiple of {multiple_of} bytes")
+        return number
+
+    def choice(self, name: str, default: T, choices: Mapping[str, T], *, aliases: tuple[str, ...] = ()) -> T:
+        """One of a fixed set of string values (case-insensitive)."""
+        key, value = self._lookup(name, aliases)
+        if value is None:
+            return default
+        if isinstance(value, str) and value.lower() in choices:
+            return choices[value.lower()]
+        raise self._fail(key, value, "allowed values are " + ", ".join(sorted(choices)))
+
+    def mapping(self, name: str) -> Mapping[str, Any] | None:
+        """A nested mapping parameter (for example a credentials block)."""
+        key, value = self._lookup(name, ())
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise self._fail(key, value, "expected a mapping")
+        return value
+
+    def done(self) -> None:
+        """Refuse parameters that no reader asked for."""
+        unknown = sorted(set(self._values) - self._known)
+        if unknown:
+            raise ConfigError(
+                f"unknown parameter(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(self._known))}",
+                driver=self._driver,
+            )
+
+    def _check_range(
+        self, key: str, value: Any, number: int, minimum: int | None, maximum: int | None, unit: str
+    ) -> int:
+        if minimum is not None and number < minimum:
+            raise self._fail(key, value, f"must be at least {minimum}{unit}")
+        if maximum is not None and number > maximum:
+            raise self._fail(key, value, f"must be at most {maximum}{unit}")
+        return number
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None

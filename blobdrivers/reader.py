@@ -1,0 +1,107 @@
+"""The Reader returned by ``stream``: a binary file-like object over a byte range.
+
+Drivers supply a :class:`RangeReader` (one method that fills a buffer, one that
+releases the connection or file); this class adds the file-object protocol, reads
+that fill the requested size, iteration by chunks, and error translation.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+DEFAULT_CHUNK = 1024 * 1024
+
+
+class RangeReader(Protocol):
+    """What a driver implements for ``stream``: sequential reads of one byte range."""
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill up to ``len(buffer)`` bytes; return 0 only at the end of the range."""
+
+    def close(self) -> None:
+        """Release the file handle or connection."""
+
+
+class Reader(io.RawIOBase):
+    """A read-only binary stream positioned at the requested offset.
+
+    ``read(n)`` returns exactly ``n`` bytes unless the range ends first; ``read()``
+    returns the rest. Iterating yields chunks of ``chunk_size`` bytes (not lines).
+    Errors are raised as :class:`~blobdrivers.errors.StorageError` subclasses.
+    """
+
+    def __init__(
+        self,
+        backend: RangeReader,
+        *,
+        remaining: int | None,
+        chunk_size: int = DEFAULT_CHUNK,
+        translate: Callable[[Exception], Exception] = lambda exc: exc,
+    ) -> None:
+        super().__init__()
+        self._backend = backend
+        self._remaining = remaining
+        self._translate = translate
+        self.chunk_size = chunk_size
+
+    def readable(self) -> bool:
+        """Always true."""
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        """Fill ``buffer`` with up to ``len(buffer)`` bytes; 0 means end of range."""
+        if self.closed:
+            raise ValueError("I/O operation on closed Reader")
+        target = memoryview(buffer).cast("B")
+        if self._remaining is not None:
+            target = target[: self._remaining]
+        if not target:
+            return 0
+        try:
+            got = self._backend.readinto(target)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        if self._remaining is not None:
+            self._remaining -= got
+        return got
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read ``size`` bytes (fewer only at the end); all that is left when ``size`` is negative."""
+        if size is None or size < 0:
+            return self.readall()
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        filled = 0
+        while filled < size:
+            got = self.readinto(view[filled:])
+            if not got:
+                break
+            filled += got
+        del view
+        if filled < size:
+            del buffer[filled:]
+        return bytes(buffer)
+
+    def readall(self) -> bytes:
+        """The rest of the range, in one allocation when its length is known."""
+        if self._remaining is not None:
+            return self.read(self._remaining)
+        parts = []
+        while chunk := self.read(self.chunk_size):
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Yield the rest of the range in chunks of ``chunk_size`` bytes."""
+        while chunk := self.read(self.chunk_size):
+            yield chunk
+
+    def close(self) -> None:
+        """Release the backend; further reads raise ``ValueError``."""
+        if not self.closed:
+            try:
+                self._backend.close()
+            finally:
+                super().close()

@@ -1,0 +1,280 @@
+"""Chunk buffering, part sizing and bounded parallel part scheduling, shared by every driver.
+
+Memory rule: a transfer of any size holds at most ``part_size * (concurrency + 1)``
+bytes of payload: ``concurrency`` parts in flight plus the one being filled.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, BinaryIO, TypeVar, cast
+
+from .params import GiB, MiB
+
+T = TypeVar("T")
+
+#: The part-count limit shared by S3, OSS and GCS-compatible multipart protocols.
+MAX_PARTS = 10_000
+
+Data = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
+
+
+class Source:
+    """A uniform, read-once view over the ``data`` argument of ``put``.
+
+    Accepts bytes-like objects (read without copying), binary file objects
+    (``readinto`` where available) and iterables of bytes. ``size`` is the number of
+    bytes left when it can be known without reading (bytes, regular or seekable
+    files), else ``None``.
+    """
+
+    def __init__(self, data: Data) -> None:
+        self._view: memoryview | None = None
+        self._file: BinaryIO | None = None
+        self._chunks: Iterator[bytes] | None = None
+        self._pending = memoryview(b"")
+        self.size: int | None = None
+        if isinstance(data, bytes | bytearray | memoryview):
+            self._view = memoryview(data).cast("B")
+            self.size = self._view.nbytes
+        elif hasattr(data, "read"):
+            self._file = cast(BinaryIO, data)
+            self.size = _remaining_size(self._file)
+        elif isinstance(data, Iterable) and not isinstance(data, str):
+            self._chunks = iter(data)
+        else:
+            raise TypeError(
+                "put() data must be bytes-like, a binary file object or an iterable of bytes, "
+                f"not {type(data).__name__}"
+            )
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the data is bytes-like, so parts can be slices of it rather than copies."""
+        return self._view is not None
+
+    def read(self, n: int) -> memoryview:
+        """Up to ``n`` bytes; fewer only at the end. Bytes-like data is sliced, never copied."""
+        if self._view is not None:
+            part, self._view = self._view[:n], self._view[n:]
+            return part
+        buffer = bytearray(n)
+        return memoryview(buffer)[: self.readinto(buffer)]
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` completely unless the data ends first; return the bytes filled."""
+        target = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(target):
+            got = self._read_some(target[filled:])
+            if got == 0:
+                break
+            filled += got
+        return filled
+
+    def _read_some(self, target: memoryview) -> int:
+        if self._view is not None:
+            n = min(len(target), len(self._view))
+            target[:n] = self._view[:n]
+            self._view = self._view[n:]
+            return n
+        if self._file is not None:
+            readinto = getattr(self._file, "readinto", None)
+            if readinto is not None:
+                return int(readinto(target) or 0)
+            chunk = self._file.read(len(target))
+            target[: len(chunk)] = chunk
+            return len(chunk)
+        while not self._pending and self._chunks is not None:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._chunks = None
+                break
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise TypeError(f"put() iterables must yield bytes, not {type(chunk).__name__}")
+            self._pending = memoryview(chunk).cast("B")
+        n = min(len(target), len(self._pending))
+        target[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _remaining_size(file: BinaryIO) -> int | None:
+    try:
+        fileno = file.fileno()
+        status = os.fstat(fileno)
+        position = file.tell()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        try:
+            if not file.seekable():
+                return None
+            position = file.tell()
+            end = file.seek(0, io.SEEK_END)
+            file.seek(position)
+            return end - position
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    return max(0, status.st_size - position)
+
+
+def part_size_for(
+    size: int | None, chunk_size: int, *, max_parts: int = MAX_PARTS, max_part_size: int = 5 * GiB
+) -> int:
+    """The part size for an upload of ``size`` bytes (``None``: unknown).
+
+    It is ``chunk_size`` unless that would need more than ``max_parts`` parts, in
+    which case it grows, in whole MiB, to the smallest size that fits. Raises
+    ``ValueError`` when the object cannot fit at all.
+    """
+    if size is None or size <= chunk_size * max_parts:
+        return chunk_size
+    needed = -(-size // max_parts)
+    needed = -(-needed // MiB) * MiB
+    if needed > max_part_size:
+        raise ValueError(f"an object of {size} bytes exceeds {max_parts} parts of at most {max_part_size} bytes")
+    return needed
+
+
+def growing_part_sizes(chunk_size: int, *, max_parts: int = MAX_PARTS, max_part_size: int = 5 * GiB) -> Iterator[int]:
+    """Part sizes for data of unknown length.
+
+    ``chunk_size`` for the first tenth of the part budget, then doubling each
+    further tenth, so the budget reaches far beyond what equal parts would (10 MiB
+    parts reach about 10 TB instead of 100 GB).
+    """
+    step = max(1, max_parts // 10)
+    for index in range(max_parts):
+        yield min(max_part_size, chunk_size << (index // step))
+
+
+def run_bounded(tasks: Iterable[Callable[[], T]], concurrency: int) -> list[T]:
+    """Run callables with at most ``concurrency`` at once; results in task order.
+
+    The first failure stops the submission of further tasks; tasks already running
+    finish, then that first exception is raised.
+    """
+    results: dict[int, T] = {}
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="blobdrivers") as pool:
+        running: dict[Future[T], int] = {}
+        failure: BaseException | None = None
+        for index, task in enumerate(tasks):
+            if len(running) >= concurrency:
+                failure = _collect(running, results, return_when=FIRST_COMPLETED) or failure
+            if failure is not None:
+                break
+            running[pool.submit(task)] = index
+        while running:
+            failure = _collect(running, results, return_when=FIRST_COMPLETED) or failure
+        if failure is not None:
+            raise failure
+    return [results[i] for i in sorted(results)]
+
+
+def _collect(running: dict[Future[T], int], results: dict[int, T], *, return_when: str) -> BaseException | None:
+    done, _ = wait(running, return_when=return_when)
+    failure: BaseException | None = None
+    for future in done:
+        index = running.pop(future)
+        error = future.exception()
+        if error is not None:
+            failure = failure or error
+        else:
+            results[index] = future.result()
+    return failure
+
+
+def upload_parts(
+    source: Source,
+    part_sizes: Iterable[int],
+    upload_part: Callable[[int, memoryview], T],
+    *,
+    concurrency: int,
+) -> list[T]:
+    """Read ``source`` into parts and upload them in parallel; return the results in part order.
+
+    ``upload_part(number, data)`` is called with 1-based part numbers; ``data`` is
+    only valid during the call. At most ``concurrency`` parts are in flight and one
+    more is being read, so memory stays within ``max(part_sizes) * (concurrency + 1)``.
+    Bytes-like sources are sliced, never copied. An empty source yields one empty
+    part, because every multipart protocol needs at least one.
+    """
+    free_buffers: list[bytearray] = []
+    lock = threading.Lock()
+
+    def tasks() -> Iterator[Callable[[], T]]:
+        for number, size in enumerate(part_sizes, start=1):
+            if source.in_memory:
+                view, buffer = source.read(size), None
+            else:
+                with lock:
+                    buffer = free_buffers.pop() if free_buffers else None
+                if buffer is None or len(buffer) < size:
+                    buffer = bytearray(size)
+                view = memoryview(buffer)[: source.readinto(memoryview(buffer)[:size])]
+            if not view and number > 1:
+                return
+            yield _part_task(upload_part, number, view, buffer, free_buffers, lock)
+            if len(view) < size:
+                return
+
+    return run_bounded(tasks(), concurrency)
+
+
+def _part_task(
+    upload_part: Callable[[int, memoryview], T],
+    number: int,
+    view: memoryview,
+    buffer: bytearray | None,
+    free_buffers: list[bytearray],
+    lock: threading.Lock,
+) -> Callable[[], T]:
+    def task() -> T:
+        try:
+            return upload_part(number, view)
+        finally:
+            if buffer is not None:
+                with lock:
+                    free_buffers.append(buffer)
+
+    return task
+
+
+class PartBuffer:
+    """Collects writes into parts of exactly ``part_size`` bytes for a resumable writer.
+
+    ``write`` returns the full parts ready to send (each a fresh ``bytes``, so the
+    caller may hand it to another thread); ``take_rest`` returns what is left.
+    """
+
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
+        self._buffer = bytearray()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def write(self, data: Any) -> list[bytes]:
+        """Add ``data``; return every complete part now available."""
+        self._buffer += data
+        parts: list[bytes] = []
+        start = 0
+        while len(self._buffer) - start >= self.part_size:
+            parts.append(bytes(self._buffer[start : start + self.part_size]))
+            start += self.part_size
+        if start:
+            del self._buffer[:start]
+        return parts
+
+    def take_rest(self) -> bytes:
+        """Everything buffered that is not a full part, emptying the buffer."""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        return rest
