@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -24,6 +25,12 @@ class ProcessLocal(Generic[T]):
         self._lock = threading.Lock()
         self._pid = -1
         self._value: T | None = None
+        _instances.add(self)
+
+    def _after_fork(self) -> None:
+        # A thread of the parent may have held the lock at fork time; the child starts clean.
+        self._lock = threading.Lock()
+        self._value = None
 
     def get(self) -> T:
         """The value for the current process, building it if needed."""
@@ -36,3 +43,14 @@ class ProcessLocal(Generic[T]):
                 self._value = self._factory()
                 self._pid = pid
             return self._value
+
+
+_instances: weakref.WeakSet[ProcessLocal[Any]] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for instance in list(_instances):
+        instance._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
