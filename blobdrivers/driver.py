@@ -219,7 +219,20 @@ class StorageDriver(abc.ABC):
         with self._call("url_for", path):
             return self._url_for(full, method, int(expires_in))
 
+    def below(self, path: str) -> StorageDriver:
+        """A new driver on the same store whose root is ``path`` of this one.
+
+        Useful to give a tenant, a test or a registry its own prefix. The new
+        instance shares nothing with this one but its parameters.
+        """
+        paths.validate(path, driver=self.name)
+        return type(self)(**self._params_below(path))
+
     # ------------------------------------------------------------------ hooks
+
+    def _params_below(self, path: str) -> dict[str, Any]:
+        """Parameters of a driver rooted at ``path`` of this one; the default moves ``rootdirectory``."""
+        return {**self._params, "rootdirectory": paths.join(self._root, path)}
 
     @abc.abstractmethod
     def _put(self, full: str, source: Source, conditions: Conditions) -> None:

@@ -69,6 +69,9 @@ class FilesystemDriver(StorageDriver):
         for folder in ("tmp", "uploads", "locks", "trash"):
             os.makedirs(os.path.join(self.root, STAGING, folder), exist_ok=True)
 
+    def _params_below(self, path: str) -> dict[str, Any]:
+        return {**self._params, "rootdirectory": os.path.join(self.root, path.lstrip("/"))}
+
     # ------------------------------------------------------------------ resolution
 
     @contextmanager
@@ -77,7 +80,9 @@ class FilesystemDriver(StorageDriver):
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for part in full.split("/")[1:] if full != paths.ROOT else []:
-                fd = self._step(fd, part, create=create)
+                child = self._step(fd, part, create=create)
+                os.close(fd)
+                fd = child
             yield fd
         finally:
             os.close(fd)
@@ -98,8 +103,6 @@ class FilesystemDriver(StorageDriver):
             if exc.errno == errno.ENOTDIR:
                 raise FileNotFoundError(errno.ENOENT, "a file stands where a directory is needed") from exc
             raise
-        finally:
-            os.close(fd)
         return child
 
     @contextmanager

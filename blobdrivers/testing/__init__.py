@@ -1,0 +1,48 @@
+"""The conformance suite, shipped so any driver can prove it keeps the contract.
+
+* Subclass :class:`DriverConformance` in a test file and define a ``driver`` fixture.
+* Or run ``pytest --blobdrivers-url URL`` / ``blobdrivers conformance URL``.
+
+Needs pytest (``pip install "blobdrivers[testing]"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .suite import DriverConformance
+
+__all__ = ["DriverConformance", "run_conformance"]
+
+
+def run_conformance(url: str | None, *, large: bool = False, extra_args: Sequence[str] = ()) -> int:
+    """Run the suite against the store at ``url`` (default: filesystem in a temp folder); return pytest's exit code."""
+    import pytest
+
+    from . import plugin
+
+    suite = Path(__file__).with_name("url_suite.py")
+    args = [
+        str(suite),
+        "--rootdir",
+        str(suite.parent),
+        "-o",
+        "addopts=",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfEs",
+        "--blobdrivers-url",
+        url or "",
+        *(["--blobdrivers-large"] if large else []),
+        *extra_args,
+    ]
+    plugins: list[object] = [] if _plugin_loaded_by_entry_point() else [plugin]
+    return int(pytest.main(args, plugins=plugins))
+
+
+def _plugin_loaded_by_entry_point() -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.value == "blobdrivers.testing.plugin" for ep in entry_points(group="pytest11"))

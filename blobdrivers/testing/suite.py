@@ -1,0 +1,861 @@
+"""The conformance suite every driver must pass.
+
+Subclass :class:`DriverConformance` and give it one fixture, ``driver``, returning
+a driver on an empty store (a fresh bucket, container or folder)::
+
+    class TestMyDriver(DriverConformance):
+        @pytest.fixture
+        def driver(self, tmp_path):
+            return MyDriver(rootdirectory=str(tmp_path))
+
+The suite makes "another instance of the same store" with ``pickle`` (drivers
+pickle by their parameters), and takes its sizes from ``driver.chunk_size`` so
+multipart and multi-block paths really run. Every test leaves the store empty;
+the suite checks it after each test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import pickle
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ..driver import StorageDriver
+from ..errors import (
+    InvalidOffsetError,
+    InvalidPathError,
+    PathNotFoundError,
+    PreconditionFailedError,
+    StorageError,
+    UnsupportedMethodError,
+    WriterClosedError,
+)
+from ..listing import FileInfo, walk_key
+
+VALID_PATHS = [
+    "/a",
+    "/a/b/c",
+    "/A-Z_a-z.0-9",
+    "/...",
+    "/a/.hidden",
+    "/-",
+    "/_",
+    "/" + "/".join("d" for _ in range(12)),
+    "/" + "n" * 200,
+    "/docker/registry/v2/blobs/sha256/ab/ab12/data",
+]
+
+INVALID_PATHS: list[Any] = [
+    "",
+    "a",
+    "a/b",
+    "//",
+    "/a/",
+    "/a//b",
+    "/.",
+    "/..",
+    "/a/..",
+    "/a/./b",
+    "/../etc/passwd",
+    "/a b",
+    "/a\\b",
+    "/a\x00b",
+    "/caf\u00e9",
+    "/a?b",
+    "/a*b",
+    "/a:b",
+    "/%2e%2e",
+    "/a~b",
+    "/a\nb",
+    b"/bytes",
+    None,
+    42,
+]
+
+
+def _payload(size: int, seed: int = 0) -> bytes:
+    """Incompressible bytes of ``size``, different for each seed."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def _reopen(driver: StorageDriver) -> StorageDriver:
+    """Another instance of the same store, sharing no state with ``driver``."""
+    fresh: StorageDriver = pickle.loads(pickle.dumps(driver))
+    return fresh
+
+
+def _fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, dict(response.headers), response.read()
+
+
+def _race(count: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Run ``fn(i)`` for ``i`` in ``range(count)`` all at once; return results or exceptions."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> Any:
+        barrier.wait()
+        try:
+            return fn(index)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+class _StatLoop:
+    """Stats a path in a loop on a thread, recording every size seen or error raised."""
+
+    def __init__(self, driver: StorageDriver, path: str) -> None:
+        self.sizes: set[int] = set()
+        self.errors: list[Exception] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(driver, path), daemon=True)
+
+    def _run(self, driver: StorageDriver, path: str) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sizes.add(driver.stat(path).size)
+            except PathNotFoundError:
+                pass
+            except Exception as exc:
+                self.errors.append(exc)
+
+    def __enter__(self) -> _StatLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class DriverConformance:
+    """The contract of :class:`~blobdrivers.StorageDriver`, as tests. Provide the ``driver`` fixture."""
+
+    @pytest.fixture
+    def driver(self) -> StorageDriver:
+        """Override: a driver on an empty store."""
+        raise NotImplementedError("subclass DriverConformance and define the `driver` fixture")
+
+    @pytest.fixture
+    def store(self, driver: StorageDriver) -> Iterator[StorageDriver]:
+        """The driver under test; after the test the store must be empty again."""
+        yield driver
+        left = [info.path for info in driver.walk("/") if not info.is_dir]
+        for path in left:
+            driver.delete(path)
+        assert not left, f"the test left files behind: {left[:10]}"
+
+    # ------------------------------------------------------------------ sizes
+
+    @staticmethod
+    def multi_chunk(driver: StorageDriver) -> int:
+        """A size spanning several chunks, not aligned to any."""
+        return 2 * driver.chunk_size + driver.chunk_size // 2 + 7
+
+    # ------------------------------------------------------------------ paths
+
+    @pytest.mark.parametrize("path", VALID_PATHS)
+    def test_valid_paths_round_trip(self, store: StorageDriver, path: str) -> None:
+        store.put(path, b"content of " + path.encode())
+        assert store.get(path) == b"content of " + path.encode()
+        assert store.stat(path).path == path
+        store.delete(path)
+        with pytest.raises(PathNotFoundError):
+            store.stat(path)
+
+    @pytest.mark.parametrize("path", INVALID_PATHS, ids=repr)
+    def test_invalid_paths_are_refused_everywhere(self, store: StorageDriver, path: Any) -> None:
+        store.put("/ok", b"x")
+        calls: list[Callable[[], Any]] = [
+            lambda: store.put(path, b"data"),
+            lambda: store.get(path),
+            lambda: store.stream(path),
+            lambda: store.writer(path),
+            lambda: store.stat(path),
+            lambda: store.list(path),
+            lambda: list(store.walk(path)),
+            lambda: store.delete(path),
+            lambda: store.move("/ok", path),
+            lambda: store.move(path, "/ok"),
+            lambda: store.cat(path, ["/ok"]),
+            lambda: store.cat("/ok", [path]),
+            lambda: store.url_for(path),
+        ]
+        for call in calls:
+            with pytest.raises(InvalidPathError) as caught:
+                call()
+            assert isinstance(caught.value, ValueError)
+        assert store.get("/ok") == b"x"
+        store.delete("/ok")
+
+    def test_root_is_allowed_only_for_stat_list_walk(self, store: StorageDriver) -> None:
+        assert store.list("/") == []
+        assert list(store.walk("/")) == []
+        with contextlib.suppress(PathNotFoundError):
+            assert store.stat("/").is_dir
+        for call in (
+            lambda: store.put("/", b""),
+            lambda: store.get("/"),
+            lambda: store.delete("/"),
+            lambda: store.writer("/"),
+            lambda: store.stream("/"),
+        ):
+            with pytest.raises(InvalidPathError):
+                call()
+
+    # ------------------------------------------------------------------ put / get
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            b"",
+            b"x",
+            "unicode \u2603 \U0001f40d text".encode(),
+            b"\xff\xfe\x00\x80 not utf-8 \xc3\x28",
+            bytes(range(256)) * 4,
+        ],
+        ids=["empty", "one-byte", "utf-8", "non-utf-8", "all-bytes"],
+    )
+    def test_put_get(self, store: StorageDriver, content: bytes) -> None:
+        store.put("/blob", content)
+        assert store.get("/blob") == content
+        info = store.stat("/blob")
+        assert (info.size, info.is_dir) == (len(content), False)
+        store.delete("/blob")
+
+    def test_put_multi_chunk_and_every_data_kind(self, store: StorageDriver) -> None:
+        size = self.multi_chunk(store)
+        content = _payload(size)
+        kinds: dict[str, Any] = {
+            "bytes": content,
+            "bytearray": bytearray(content),
+            "memoryview": memoryview(content),
+            "file": io.BytesIO(content),
+            "iterable": (content[i : i + 99991] for i in range(0, size, 99991)),
+        }
+        for kind, data in kinds.items():
+            store.put(f"/{kind}", data)
+            assert hashlib.sha256(store.get(f"/{kind}")).digest() == hashlib.sha256(content).digest(), kind
+            assert store.stat(f"/{kind}").size == size
+            store.delete(f"/{kind}")
+
+    def test_put_file_object_reads_from_current_position(self, store: StorageDriver) -> None:
+        source = io.BytesIO(b"skipped|kept")
+        source.seek(8)
+        store.put("/f", source)
+        assert store.get("/f") == b"kept"
+        store.delete("/f")
+
+    def test_put_rejects_text(self, store: StorageDriver) -> None:
+        with pytest.raises(TypeError):
+            store.put("/t", "text is not bytes")  # type: ignore[arg-type]
+        with pytest.raises(PathNotFoundError):
+            store.stat("/t")
+
+    def test_overwrite_truncates(self, store: StorageDriver) -> None:
+        store.put("/o", b"a much longer first content")
+        store.put("/o", b"short")
+        assert store.get("/o") == b"short"
+        assert store.stat("/o").size == 5
+        store.delete("/o")
+
+    def test_get_missing_and_directory(self, store: StorageDriver) -> None:
+        with pytest.raises(PathNotFoundError) as caught:
+            store.get("/missing")
+        assert isinstance(caught.value, FileNotFoundError)
+        assert caught.value.driver == store.name
+        store.put("/dir/file", b"x")
+        with pytest.raises(PathNotFoundError):
+            store.get("/dir")
+        with pytest.raises(PathNotFoundError):
+            store.stream("/dir").read()
+        store.delete("/dir")
+
+    # ------------------------------------------------------------------ stat
+
+    def test_stat_file_and_directory(self, store: StorageDriver) -> None:
+        before = datetime.now(UTC) - timedelta(minutes=5)
+        store.put("/s/t/file", b"12345")
+        info = store.stat("/s/t/file")
+        assert isinstance(info, FileInfo)
+        assert (info.path, info.size, info.is_dir) == ("/s/t/file", 5, False)
+        assert info.modified.tzinfo is not None and info.modified.utcoffset() == timedelta(0)
+        assert before <= info.modified <= datetime.now(UTC) + timedelta(minutes=5)
+        assert info.etag
+        for directory in ("/s", "/s/t"):
+            dir_info = store.stat(directory)
+            assert dir_info.is_dir and dir_info.path == directory
+        with pytest.raises(PathNotFoundError):
+            store.stat("/s/t/fil")
+        with pytest.raises(PathNotFoundError):
+            store.stat("/s/t/file/below")
+        store.delete("/s")
+
+    def test_etag_changes_with_content(self, store: StorageDriver) -> None:
+        store.put("/e", b"one")
+        first = store.stat("/e").etag
+        store.put("/e", b"two")
+        assert store.stat("/e").etag != first
+        store.delete("/e")
+
+    # ------------------------------------------------------------------ stream
+
+    @pytest.mark.parametrize("where", ["zero", "one", "middle", "last", "size", "beyond"])
+    @pytest.mark.parametrize("length", [None, 0, 1, 10_000])
+    def test_stream_offsets(self, store: StorageDriver, where: str, length: int | None) -> None:
+        content = _payload(40_000)
+        size = len(content)
+        offset = {"zero": 0, "one": 1, "middle": size // 2, "last": size - 1, "size": size, "beyond": size + 1000}[
+            where
+        ]
+        store.put("/r", content)
+        with store.stream("/r", offset, length) as reader:
+            data = reader.read()
+        end = size if length is None else offset + length
+        assert data == content[offset:end]
+        store.delete("/r")
+
+    def test_stream_rejects_negative_offset_and_length(self, store: StorageDriver) -> None:
+        store.put("/r", b"data")
+        for kwargs in ({"offset": -1}, {"offset": 0, "length": -1}):
+            with pytest.raises(InvalidOffsetError) as caught:
+                store.stream("/r", **kwargs)
+            assert isinstance(caught.value, ValueError)
+        store.delete("/r")
+
+    def test_stream_missing(self, store: StorageDriver) -> None:
+        with pytest.raises(PathNotFoundError):
+            store.stream("/missing").read()
+
+    def test_stream_file_protocol(self, store: StorageDriver) -> None:
+        size = self.multi_chunk(store)
+        content = _payload(size, seed=3)
+        store.put("/big", content)
+        with store.stream("/big") as reader:
+            assert reader.readable()
+            assert reader.read(10) == content[:10]
+            buffer = bytearray(1000)
+            assert reader.readinto(buffer) > 0
+        assert reader.closed
+        chunks = list(store.stream("/big", 5))
+        assert b"".join(chunks) == content[5:]
+        assert all(len(chunk) <= store.chunk_size for chunk in chunks)
+        store.delete("/big")
+
+    def test_concurrent_readers(self, store: StorageDriver) -> None:
+        content = _payload(self.multi_chunk(store), seed=4)
+        store.put("/shared", content)
+        digest = hashlib.sha256(content).hexdigest()
+        results = _race(8, lambda i: hashlib.sha256(store.stream("/shared", 0).read()).hexdigest())
+        assert results == [digest] * 8
+        store.delete("/shared")
+
+    # ------------------------------------------------------------------ writer
+
+    def test_writer_publishes_only_on_commit(self, store: StorageDriver) -> None:
+        writer = store.writer("/w")
+        assert writer.write(b"hello ") == 6
+        assert writer.write(memoryview(b"world")) == 5
+        assert writer.size == 11
+        with pytest.raises(PathNotFoundError):
+            store.stat("/w")
+        assert store.list("/") == []
+        writer.commit()
+        assert store.get("/w") == b"hello world"
+        store.delete("/w")
+
+    def test_writer_context_manager_commits(self, store: StorageDriver) -> None:
+        with store.writer("/w") as writer:
+            writer.write(b"data")
+        assert store.get("/w") == b"data"
+        store.delete("/w")
+
+    def test_exception_in_writer_block_publishes_nothing_and_keeps_progress(self, store: StorageDriver) -> None:
+        store.put("/w", b"old")
+        with pytest.raises(RuntimeError), store.writer("/w") as writer:
+            writer.write(b"partial")
+            raise RuntimeError("client went away")
+        assert store.get("/w") == b"old"
+        resumed = _reopen(store).writer("/w", append=True)
+        assert resumed.size == len(b"partial")
+        resumed.write(b" and the rest")
+        resumed.commit()
+        assert store.get("/w") == b"partial and the rest"
+        store.delete("/w")
+
+    def test_resume_small_appends_in_new_instances(self, store: StorageDriver) -> None:
+        expected = b""
+        writer = store.writer("/w")
+        for round_ in range(4):
+            piece = f"piece {round_};".encode()
+            writer.write(piece)
+            expected += piece
+            writer.close()
+            writer = _reopen(store).writer("/w", append=True)
+            assert writer.size == len(expected)
+        writer.commit()
+        assert store.get("/w") == expected
+        store.delete("/w")
+
+    def test_resume_multi_chunk_appends_in_new_instances(self, store: StorageDriver) -> None:
+        chunk = store.chunk_size
+        pieces = [_payload(n, seed=n) for n in (chunk + 13, 2 * chunk - 1, chunk // 3, chunk)]
+        writer = store.writer("/w")
+        written = 0
+        for piece in pieces:
+            writer.write(piece)
+            written += len(piece)
+            writer.close()
+            writer = _reopen(store).writer("/w", append=True)
+            assert writer.size == written
+        writer.commit()
+        got = store.get("/w")
+        assert len(got) == written
+        assert hashlib.sha256(got).digest() == hashlib.sha256(b"".join(pieces)).digest()
+        store.delete("/w")
+
+    def test_zero_length_writer_then_append(self, store: StorageDriver) -> None:
+        store.writer("/z").commit()
+        assert store.get("/z") == b""
+        assert store.stat("/z").size == 0
+        appender = store.writer("/z", append=True)
+        assert appender.size == 0
+        appender.write(b"appended")
+        appender.commit()
+        assert store.get("/z") == b"appended"
+        store.delete("/z")
+
+    def test_append_to_committed_content(self, store: StorageDriver) -> None:
+        head = _payload(store.chunk_size + 5, seed=9)
+        store.put("/a", head)
+        appender = _reopen(store).writer("/a", append=True)
+        assert appender.size == len(head)
+        appender.write(b"tail")
+        assert store.get("/a") == head
+        appender.commit()
+        assert store.get("/a") == head + b"tail"
+        store.delete("/a")
+
+    def test_append_with_nothing_there(self, store: StorageDriver) -> None:
+        with pytest.raises(PathNotFoundError):
+            store.writer("/nothing", append=True)
+
+    def test_writer_state_machine(self, store: StorageDriver) -> None:
+        writer = store.writer("/w")
+        writer.write(b"x")
+        writer.close()
+        writer.close()  # idempotent
+        for call in (lambda: writer.write(b"y"), writer.commit, writer.cancel):
+            with pytest.raises(WriterClosedError):
+                call()
+        committed = store.writer("/w", append=True)
+        committed.commit()
+        for call in (lambda: committed.write(b"y"), committed.commit, committed.cancel):
+            with pytest.raises(WriterClosedError):
+                call()
+        cancelled = store.writer("/w2")
+        cancelled.write(b"x")
+        cancelled.cancel()
+        for call in (lambda: cancelled.write(b"y"), cancelled.commit, cancelled.cancel):
+            with pytest.raises(WriterClosedError):
+                call()
+        store.delete("/w")
+
+    def test_cancel_publishes_nothing_and_drops_progress(self, store: StorageDriver) -> None:
+        store.put("/c", b"committed")
+        writer = store.writer("/c")
+        writer.write(_payload(store.chunk_size + 1))
+        writer.cancel()
+        assert store.get("/c") == b"committed"
+        resumed = store.writer("/c", append=True)
+        assert resumed.size == len(b"committed")  # appends to committed content, nothing staged
+        resumed.cancel()
+        store.delete("/c")
+        writer = store.writer("/new")
+        writer.write(b"x")
+        writer.cancel()
+        with pytest.raises(PathNotFoundError):
+            store.stat("/new")
+        with pytest.raises(PathNotFoundError):
+            store.writer("/new", append=True)
+
+    def test_fresh_writer_discards_upload_in_progress(self, store: StorageDriver) -> None:
+        writer = store.writer("/f")
+        writer.write(b"abandoned")
+        writer.close()
+        fresh = store.writer("/f")
+        assert fresh.size == 0
+        fresh.write(b"new")
+        fresh.commit()
+        assert store.get("/f") == b"new"
+        store.delete("/f")
+
+    def test_writer_replaces_content_only_at_commit(self, store: StorageDriver) -> None:
+        store.put("/r", b"old content")
+        writer = store.writer("/r")
+        writer.write(_payload(store.chunk_size * 2 + 1))
+        assert store.get("/r") == b"old content"
+        writer.commit()
+        assert store.stat("/r").size == store.chunk_size * 2 + 1
+        store.delete("/r")
+
+    # ------------------------------------------------------------------ list / walk
+
+    def test_list_children(self, store: StorageDriver) -> None:
+        for path in ("/d/f", "/d/fsuffix", "/d/f-x/y", "/d/sub/deep/file", "/d-e/z", "/top"):
+            store.put(path, b"x")
+        assert store.list("/") == ["/d", "/d-e", "/top"]
+        assert store.list("/d") == ["/d/f", "/d/f-x", "/d/fsuffix", "/d/sub"]
+        assert store.list("/d/sub") == ["/d/sub/deep"]
+        with pytest.raises(PathNotFoundError):
+            store.list("/missing")
+        with pytest.raises(PathNotFoundError):
+            store.list("/top")
+        for path in ("/d", "/d-e", "/top"):
+            store.delete(path)
+        assert store.list("/") == []
+
+    def test_list_over_a_thousand_children(self, store: StorageDriver) -> None:
+        names = [f"/many/{i:05d}" for i in range(1005)]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(lambda p: store.put(p, b""), names))
+        assert store.list("/many") == names
+        walked = [info.path for info in store.walk("/many")]
+        assert walked == names
+        store.delete("/many")
+        with pytest.raises(PathNotFoundError):
+            store.list("/many")
+
+    def test_walk_order_and_content(self, store: StorageDriver) -> None:
+        files = ["/a/x", "/a-b", "/a.c/y", "/a/y/z", "/b", "/a/x-1", "/a/x.1"]
+        for path in files:
+            store.put(path, path.encode())
+        entries = list(store.walk("/"))
+        expected_dirs = {"/a", "/a.c", "/a/y"}
+        assert {e.path for e in entries if e.is_dir} == expected_dirs
+        assert {e.path for e in entries if not e.is_dir} == set(files)
+        assert entries == sorted(entries, key=walk_key)
+        for entry in entries:
+            if not entry.is_dir:
+                assert entry.size == len(entry.path)
+        assert [e.path for e in store.walk("/a")] == ["/a/x", "/a/x-1", "/a/x.1", "/a/y", "/a/y/z"]
+        with pytest.raises(PathNotFoundError):
+            list(store.walk("/missing"))
+        for path in ("/a", "/a-b", "/a.c", "/b"):
+            store.delete(path)
+
+    # ------------------------------------------------------------------ move
+
+    def test_move(self, store: StorageDriver) -> None:
+        content = _payload(self.multi_chunk(store), seed=5)
+        store.put("/src/file", content)
+        store.put("/dst/deeper/file", b"old")
+        store.move("/src/file", "/dst/deeper/file")
+        assert hashlib.sha256(store.get("/dst/deeper/file")).digest() == hashlib.sha256(content).digest()
+        with pytest.raises(PathNotFoundError):
+            store.stat("/src/file")
+        with pytest.raises(PathNotFoundError):
+            store.list("/src")
+        store.move("/dst/deeper/file", "/brand/new/place")
+        assert store.stat("/brand/new/place").size == len(content)
+        store.delete("/brand")
+
+    def test_move_missing_source_leaves_destination(self, store: StorageDriver) -> None:
+        store.put("/dst", b"keep")
+        with pytest.raises(PathNotFoundError):
+            store.move("/missing", "/dst")
+        assert store.get("/dst") == b"keep"
+        with pytest.raises(PathNotFoundError):
+            store.move("/missing", "/dst")
+        store.delete("/dst")
+
+    def test_move_onto_itself(self, store: StorageDriver) -> None:
+        store.put("/same", b"x")
+        store.move("/same", "/same")
+        assert store.get("/same") == b"x"
+        store.delete("/same")
+
+    # ------------------------------------------------------------------ delete
+
+    def test_delete_file_directory_and_prefix_trap(self, store: StorageDriver) -> None:
+        for path in ("/d/f", "/d/fsuffix", "/d/f-x/y", "/d/sub/inner", "/d/sub-x", "/d-e"):
+            store.put(path, b"x")
+        store.delete("/d/f")
+        assert store.list("/d") == ["/d/f-x", "/d/fsuffix", "/d/sub", "/d/sub-x"]
+        store.delete("/d/sub")
+        assert store.list("/d") == ["/d/f-x", "/d/fsuffix", "/d/sub-x"]
+        store.delete("/d")
+        assert store.list("/") == ["/d-e"]
+        with pytest.raises(PathNotFoundError):
+            store.delete("/d")
+        with pytest.raises(PathNotFoundError):
+            store.delete("/d-")
+        store.delete("/d-e")
+
+    # ------------------------------------------------------------------ cat
+
+    def test_cat(self, store: StorageDriver) -> None:
+        parts = [_payload(self.multi_chunk(store), seed=6), b"", b"small", _payload(store.chunk_size, seed=7)]
+        names = [f"/parts/{i}" for i in range(len(parts))]
+        for name, data in zip(names, parts, strict=True):
+            store.put(name, data)
+        store.cat("/joined", names)
+        assert hashlib.sha256(store.get("/joined")).digest() == hashlib.sha256(b"".join(parts)).digest()
+        for name, data in zip(names, parts, strict=True):
+            assert store.get(name) == data
+        store.cat("/joined", ["/joined", "/parts/2"])
+        assert store.stat("/joined").size == sum(map(len, parts)) + 5
+        store.cat("/empty", [])
+        assert store.get("/empty") == b""
+        for path in ("/parts", "/joined", "/empty"):
+            store.delete(path)
+
+    def test_cat_missing_source_changes_nothing(self, store: StorageDriver) -> None:
+        store.put("/a", b"a")
+        store.put("/dst", b"keep")
+        with pytest.raises(PathNotFoundError):
+            store.cat("/dst", ["/a", "/missing"])
+        assert store.get("/dst") == b"keep"
+        store.delete("/a")
+        store.delete("/dst")
+
+    # ------------------------------------------------------------------ conditions
+
+    def _conditional(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except UnsupportedMethodError as exc:
+            pytest.skip(f"driver declares this condition unsupported: {exc}")
+
+    def test_put_if_none_match(self, store: StorageDriver) -> None:
+        self._conditional(lambda: store.put("/c", b"first", if_none_match="*"))
+        with pytest.raises(PreconditionFailedError):
+            store.put("/c", b"second", if_none_match="*")
+        assert store.get("/c") == b"first"
+        store.delete("/c")
+
+    def test_put_if_match(self, store: StorageDriver) -> None:
+        store.put("/c", b"v1")
+        etag = store.stat("/c").etag
+        assert etag
+        self._conditional(lambda: store.put("/c", b"v2", if_match=etag))
+        assert store.get("/c") == b"v2"
+        with pytest.raises(PreconditionFailedError):
+            store.put("/c", b"v3", if_match=etag)
+        assert store.get("/c") == b"v2"
+        with pytest.raises(PreconditionFailedError):
+            store.put("/absent", b"x", if_match=etag)
+        with pytest.raises(PathNotFoundError):
+            store.stat("/absent")
+        store.delete("/c")
+
+    def test_condition_arguments_are_checked(self, store: StorageDriver) -> None:
+        for kwargs in ({"if_none_match": "etag"}, {"if_none_match": "*", "if_match": "x"}, {"if_match": ""}):
+            with pytest.raises(ValueError):
+                store.put("/c", b"x", **kwargs)
+        with pytest.raises(PathNotFoundError):
+            store.stat("/c")
+
+    def test_writer_commit_and_move_conditions(self, store: StorageDriver) -> None:
+        store.put("/taken", b"taken")
+        writer = store.writer("/taken")
+        writer.write(b"new")
+        with pytest.raises((PreconditionFailedError, UnsupportedMethodError)):
+            writer.commit(if_none_match="*")
+        assert store.get("/taken") == b"taken"
+        assert writer.closed
+        store.writer("/taken", append=True).cancel()
+        store.put("/src", b"src")
+        with pytest.raises((PreconditionFailedError, UnsupportedMethodError)):
+            store.move("/src", "/taken", if_none_match="*")
+        assert store.get("/taken") == b"taken"
+        assert store.get("/src") == b"src"
+        self._conditional(lambda: store.move("/src", "/free", if_none_match="*"))
+        assert store.get("/free") == b"src"
+        for path in ("/taken", "/free"):
+            store.delete(path)
+
+    def test_racing_put_if_none_match_has_one_winner(self, store: StorageDriver) -> None:
+        self._conditional(lambda: store.put("/probe", b"", if_none_match="*"))
+        store.delete("/probe")
+        results = _race(16, lambda i: store.put("/race", f"writer {i}".encode(), if_none_match="*"))
+        winners = [i for i, result in enumerate(results) if result is None]
+        losers = [result for result in results if result is not None]
+        assert len(winners) == 1, results
+        assert all(isinstance(result, PreconditionFailedError) for result in losers), losers
+        assert store.get("/race") == f"writer {winners[0]}".encode()
+        store.delete("/race")
+
+    # ------------------------------------------------------------------ concurrency
+
+    def test_concurrent_writers_and_cats_never_tear(self, store: StorageDriver) -> None:
+        contents = [_payload(3000 + 17 * i, seed=i) for i in range(16)]
+        sizes = {len(content) for content in contents}
+        with _StatLoop(store, "/hot") as loop:
+            results = _race(16, lambda i: self._write_whole(store, "/hot", contents[i]))
+        assert all(result is None for result in results), results
+        assert not loop.errors, loop.errors[:3]
+        assert loop.sizes <= sizes, loop.sizes - sizes
+        assert store.get("/hot") in contents
+
+        halves = [b"first half|", _payload(5000, seed=99)]
+        store.put("/h1", halves[0])
+        store.put("/h2", halves[1])
+        joined = b"".join(halves)
+        with _StatLoop(store, "/catted") as loop:
+            results = _race(16, lambda i: store.cat("/catted", ["/h1", "/h2"]))
+        assert all(result is None for result in results), results
+        assert not loop.errors, loop.errors[:3]
+        assert loop.sizes <= {len(joined)}
+        assert store.get("/catted") == joined
+        for path in ("/hot", "/h1", "/h2", "/catted"):
+            store.delete(path)
+
+    @staticmethod
+    def _write_whole(store: StorageDriver, path: str, content: bytes) -> None:
+        with store.writer(path) as writer:
+            for start in range(0, len(content), 1000):
+                writer.write(content[start : start + 1000])
+
+    def test_concurrent_puts_and_reads_never_tear(self, store: StorageDriver) -> None:
+        contents = [_payload(2000 + 31 * i, seed=100 + i) for i in range(8)]
+        store.put("/p", contents[0])
+        stop = threading.Event()
+        torn: list[bytes] = []
+
+        def reader() -> None:
+            while not stop.is_set():
+                try:
+                    data = store.get("/p")
+                except PathNotFoundError:
+                    continue
+                if data not in contents:
+                    torn.append(data)
+
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        try:
+            _race(8, lambda i: self._put_each(store, "/p", [contents[(i + k) % 8] for k in range(4)]))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert not torn
+        store.delete("/p")
+
+    @staticmethod
+    def _put_each(store: StorageDriver, path: str, contents: list[bytes]) -> None:
+        for content in contents:
+            store.put(path, content)
+
+    # ------------------------------------------------------------------ url_for
+
+    def test_url_for(self, store: StorageDriver) -> None:
+        store.put("/u", b"fetch me")
+        try:
+            url = store.url_for("/u")
+        except UnsupportedMethodError as exc:
+            assert exc.driver == store.name
+            store.delete("/u")
+            return
+        status, _, body = _fetch(url)
+        assert (status, body) == (200, b"fetch me")
+        head_url = store.url_for("/u", method="HEAD", expires_in=60)
+        status, headers, _ = _fetch(head_url, "HEAD")
+        assert status == 200
+        assert int({k.lower(): v for k, v in headers.items()}["content-length"]) == 8
+        store.delete("/u")
+
+    def test_url_for_arguments_are_checked(self, store: StorageDriver) -> None:
+        store.put("/u", b"x")
+        for kwargs in ({"method": "DELETE"}, {"expires_in": 0}, {"expires_in": -5}):
+            with pytest.raises(ValueError):
+                store.url_for("/u", **kwargs)
+        store.delete("/u")
+
+    # ------------------------------------------------------------------ errors and pickling
+
+    def test_errors_name_the_driver(self, store: StorageDriver) -> None:
+        with pytest.raises(StorageError) as caught:
+            store.get("/nope")
+        assert caught.value.driver == store.name
+        assert caught.value.path == "/nope"
+        assert store.name in str(caught.value)
+
+    def test_pickled_instance_sees_the_same_store(self, store: StorageDriver) -> None:
+        store.put("/shared", b"x")
+        other = _reopen(store)
+        assert other is not store
+        assert other.get("/shared") == b"x"
+        other.delete("/shared")
+        with pytest.raises(PathNotFoundError):
+            store.stat("/shared")
+
+    def test_works_after_fork(self, store: StorageDriver) -> None:
+        if not hasattr(os, "fork"):
+            pytest.skip("no fork on this platform")
+        store.put("/before", b"parent")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: use the inherited instance, report through the pipe
+            ok = b"0"
+            try:
+                store.put("/child", store.get("/before") + b"+child")
+                if store.get("/child") == b"parent+child":
+                    store.delete("/child")
+                    ok = b"1"
+            finally:
+                os.write(write_end, ok)
+                os._exit(0)
+        os.close(write_end)
+        outcome = os.read(read_end, 1)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        assert outcome == b"1", "the inherited driver failed in the forked child"
+        assert store.get("/before") == b"parent"
+        store.delete("/before")
+
+    # ------------------------------------------------------------------ large
+
+    @pytest.mark.large
+    def test_large_streamed_write_and_read(self, store: StorageDriver, request: pytest.FixtureRequest) -> None:
+        size = int(request.config.getoption("blobdrivers_large_size", default=2 * 1024**3) or 2 * 1024**3)
+        block = _payload(8 * 1024 * 1024, seed=42)
+        expected = hashlib.sha256()
+        started = time.monotonic()
+        with store.writer("/large") as writer:
+            written = 0
+            while written < size:
+                piece = block[: min(len(block), size - written)]
+                writer.write(piece)
+                expected.update(piece)
+                written += len(piece)
+        got = hashlib.sha256()
+        with store.stream("/large") as reader:
+            for chunk in reader:
+                got.update(chunk)
+        assert got.hexdigest() == expected.hexdigest()
+        assert store.stat("/large").size == size
+        store.delete("/large")
+        print(f"large round trip of {size} bytes in {time.monotonic() - started:.1f} s")
