@@ -248,8 +248,8 @@ def test_part_sizes() -> None:
     "make",
     [
         lambda d: d,
-        lambda d: bytearray(d),
-        lambda d: io.BytesIO(d),
+        bytearray,
+        io.BytesIO,
         lambda d: (d[i : i + 7] for i in range(0, len(d), 7)),
         lambda d: io.BufferedReader(io.BytesIO(d)),  # type: ignore[arg-type]
     ],

@@ -120,7 +120,7 @@ def test_parameters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert FilesystemDriver(rootdirectory=str(tmp_path / "a"), fsync="no").fsync is False
     with pytest.raises(ConfigError, match="'fsync'"):
         FilesystemDriver(rootdirectory=str(tmp_path), fsync="maybe")
-    with pytest.raises(ConfigError, match="unknown parameter.*'rootdir'"):
+    with pytest.raises(ConfigError, match=r"unknown parameter.*'rootdir'"):
         FilesystemDriver(rootdir=str(tmp_path))
     with pytest.raises(ConfigError, match="'chunksize'"):
         FilesystemDriver(rootdirectory=str(tmp_path), chunksize="12")
