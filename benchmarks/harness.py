@@ -86,7 +86,15 @@ class ChunkFile:
         return True
 
 
-def run(case: Case) -> Result:
+def run(case: Case, repeat: int = 1) -> Result:
+    """Run one case ``repeat`` times, each in a fresh child; report the median rate and the largest peak RSS."""
+    results = sorted((run_once(case) for _ in range(repeat)), key=lambda r: (r.error is None, _value(r) or 0))
+    median = results[len(results) // 2]
+    median.peak_rss_mib = max(r.peak_rss_mib for r in results)
+    return median
+
+
+def run_once(case: Case) -> Result:
     """Run one case in a child process and measure it."""
     command = [sys.executable, "-m", "benchmarks.harness", "--child", case.target, json.dumps(case.kwargs)]
     root = Path(__file__).resolve().parent.parent
@@ -106,22 +114,29 @@ def run(case: Case) -> Result:
     return Result(case.operation, case.peer, seconds, mb, ops, peak, note=case.note)
 
 
-def run_all(cases: list[Case], *, title: str, out: Path) -> str:
-    """Run ``cases`` one after another, write ``out`` (JSON) and return a markdown table."""
+def run_all(cases: list[Case], *, title: str, out: Path, repeat: int = 3) -> str:
+    """Run ``cases`` one after another (median of ``repeat`` runs), write ``out`` (JSON), return a markdown table."""
     results: list[Result] = []
     for case in cases:
         print(f"  {case.operation:<24} {case.peer:<32}", end="", flush=True)
-        result = run(case)
+        result = run(case, repeat)
         results.append(result)
         shown = result.error or _rate(result)
         print(f" {shown}  peak {result.peak_rss_mib:.0f} MiB", flush=True)
     for case, result in zip(cases, results, strict=True):
-        base = next((r for c, r in zip(cases, results, strict=True) if c.baseline and c.operation == case.operation), None)
+        base = next(
+            (r for c, r in zip(cases, results, strict=True) if c.baseline and c.operation == case.operation), None
+        )
         if base and not base.error and not result.error:
             result.ratio = (_value(result) or 0) / (_value(base) or 1)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"title": title, "when": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
-            "cpus": os.cpu_count()}
+    meta = {
+        "title": title,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "repeat": repeat,
+    }
     out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
     return table(results, title)
 
@@ -138,8 +153,12 @@ def _rate(result: Result) -> str:
 
 def table(results: list[Result], title: str) -> str:
     """Markdown table of results."""
-    lines = [f"### {title}", "", "| operation | implementation | throughput | vs baseline | peak RSS | note |",
-             "|---|---|---:|---:|---:|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| operation | implementation | throughput | vs baseline | peak RSS | note |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for r in results:
         rate = f"error: {r.error}" if r.error else _rate(r)
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""

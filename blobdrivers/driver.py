@@ -17,7 +17,7 @@ import builtins
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from types import TracebackType
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -323,24 +323,8 @@ class StorageDriver(abc.ABC):
         with self._call(operation, path):
             return fn()
 
-    @contextmanager
-    def _call(self, operation: str, path: str) -> Iterator[None]:
-        started = time.perf_counter()
-        error: StorageError | None = None
-        try:
-            yield
-        except Exception as exc:
-            error = self._wrap(exc, operation, path)
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            duration = time.perf_counter() - started
-            if log.isEnabledFor(logging.DEBUG):
-                outcome = type(error).__name__ if error else "ok"
-                log.debug("%s %s %s %.3f ms %s", self.name, operation, path, duration * 1000, outcome)
-            for observer in self.observers:
-                observer(CallEvent(self.name, operation, path, duration, error))
+    def _call(self, operation: str, path: str) -> _Call:
+        return _Call(self, operation, path)
 
     def _wrap(self, exc: Exception, operation: str, path: str) -> StorageError:
         """Turn any exception from a hook into a StorageError naming this driver and the path."""
@@ -381,3 +365,36 @@ class StorageDriver(abc.ABC):
 
 def _rebuild_driver(cls: type[StorageDriver], params: dict[str, Any]) -> StorageDriver:
     return cls(**params)
+
+
+class _Call:
+    """Times one public call, turns its failure into a StorageError and tells the observers.
+
+    A class rather than a generator-based context manager: it runs on every call.
+    """
+
+    __slots__ = ("_driver", "_operation", "_path", "_started")
+
+    def __init__(self, driver: StorageDriver, operation: str, path: str) -> None:
+        self._driver = driver
+        self._operation = operation
+        self._path = path
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        driver = self._driver
+        error: StorageError | None = None
+        if isinstance(exc, Exception):
+            error = driver._wrap(exc, self._operation, self._path)
+        if driver.observers or log.isEnabledFor(logging.DEBUG):
+            duration = time.perf_counter() - self._started
+            outcome = type(error).__name__ if error else "ok"
+            log.debug("%s %s %s %.3f ms %s", driver.name, self._operation, self._path, duration * 1000, outcome)
+            for observer in driver.observers:
+                observer(CallEvent(driver.name, self._operation, self._path, duration, error))
+        if error is not None and error is not exc:
+            raise error from exc

@@ -10,7 +10,7 @@ filesystem produces the very same order by sorting each directory the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from . import paths
@@ -35,7 +35,9 @@ class FileInfo:
 
     def moved_to(self, path: str) -> FileInfo:
         """The same entry reported under another path (used to strip a root prefix)."""
-        return replace(self, path=path)
+        if path == self.path:
+            return self
+        return FileInfo(path, self.size, self.modified, self.is_dir, self.etag)
 
 
 def walk_key(info: FileInfo) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..clients import ProcessLocal
 from ..driver import StorageDriver
 from ..errors import PreconditionFailedError, StorageError
 from ..listing import FileInfo
@@ -66,6 +67,7 @@ class FilesystemDriver(StorageDriver):
         reader.done()
         super().__init__(params, chunk_size=chunk_size)
         os.makedirs(self.root, exist_ok=True)
+        self._root_fd = ProcessLocal(lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         for folder in ("tmp", "uploads", "locks", "trash"):
             os.makedirs(os.path.join(self.root, STAGING, folder), exist_ok=True)
 
@@ -77,15 +79,17 @@ class FilesystemDriver(StorageDriver):
     @contextmanager
     def _dir(self, full: str, *, create: bool = False) -> Iterator[int]:
         """A descriptor of the directory ``full`` (a full path), never following a symlink."""
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        root = fd = self._root_fd.get()
         try:
             for part in full.split("/")[1:] if full != paths.ROOT else []:
                 child = self._step(fd, part, create=create)
-                os.close(fd)
+                if fd != root:
+                    os.close(fd)
                 fd = child
             yield fd
         finally:
-            os.close(fd)
+            if fd != root:
+                os.close(fd)
 
     def _step(self, fd: int, part: str, *, create: bool) -> int:
         try:
