@@ -281,7 +281,7 @@ def _small_impl(impl: str, root: str, fsync: bool) -> tuple[Any, Any, Any]:
         import opendal
 
         op = opendal.Operator("fs", root=root)
-        return (lambda n, d: op.write(n, d)), (lambda n: op.read(n)), (lambda n: op.stat(n))
+        return (op.write), (op.read), (op.stat)
     raise ValueError(impl)
 
 

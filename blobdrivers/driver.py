@@ -17,8 +17,8 @@ import builtins
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from . import paths

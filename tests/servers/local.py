@@ -72,9 +72,7 @@ _PORT_ATTEMPTS = 3  # free_port() races with other processes: retry a start on "
 
 # The well-known Azurite / Azure Storage Emulator development account (public, documented).
 AZURITE_ACCOUNT_NAME = "devstoreaccount1"
-AZURITE_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 # Fake AWS credentials: passed explicitly to the clients we build, never put in os.environ.
 MOTO_REGION = "us-east-1"
@@ -146,8 +144,7 @@ def wait_for_http(
     while True:
         if process is not None and process.returncode is not None:
             raise ServerStartError(
-                f"{label} exited with code {process.returncode} before answering {url}"
-                f"{process.describe_log()}"
+                f"{label} exited with code {process.returncode} before answering {url}{process.describe_log()}"
             )
         try:
             with _OPENER.open(url, timeout=2.0) as response:
@@ -206,8 +203,7 @@ def wait_for_port(
         if time.monotonic() >= deadline:
             tail = process.describe_log() if process else ""
             raise ServerStartError(
-                f"{label} did not listen on {host}:{port} within {timeout:.1f}s "
-                f"(last error: {last_error!r}){tail}"
+                f"{label} did not listen on {host}:{port} within {timeout:.1f}s (last error: {last_error!r}){tail}"
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
@@ -639,9 +635,7 @@ class RedisServer:
         if self.process is not None:
             self.process.cleanup()
         t0 = time.monotonic()
-        proc, _ = _launch_on_free_port(
-            "redis-server", _redis_argv, _redis_ready(self.timeout), port=self.port
-        )
+        proc, _ = _launch_on_free_port("redis-server", _redis_argv, _redis_ready(self.timeout), port=self.port)
         self.process = proc
         self.startup_seconds = time.monotonic() - t0
 
