@@ -280,7 +280,7 @@ class StorageDriver(abc.ABC):
 
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
         """Build a signed or public URL; the default says the driver has none."""
-        raise UnsupportedMethodError(f"{self.name} has no URLs for its files", driver=self.name)
+        raise UnsupportedMethodError("this driver has no URLs for its files", driver=self.name)
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         """Map a backend exception to a contract error, or ``None`` to let the base wrap it."""

@@ -65,7 +65,8 @@ class FilesystemDriver(StorageDriver):
         self.fsync = reader.boolean("fsync", True)
         chunk_size = reader.size("chunksize", 1 * MiB, minimum=4096, maximum=1024 * MiB)
         reader.done()
-        super().__init__(params, chunk_size=chunk_size)
+        # Record the resolved root, so a pickled copy (another process) opens the same folder.
+        super().__init__({**params, "rootdirectory": self.root}, chunk_size=chunk_size)
         os.makedirs(self.root, exist_ok=True)
         self._root_fd = ProcessLocal(lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         for folder in ("tmp", "uploads", "locks", "trash"):
