@@ -236,3 +236,19 @@ def test_memory_store_sharing_by_name() -> None:
     assert second.get("/x") == b"1"
     second.delete("/x")
     assert blobdrivers.from_url("memory://").list("/") == []
+
+
+# ---------------------------------------------------------------------- found by the model-based test
+
+
+@pytest.mark.parametrize("make", [lambda p: FilesystemDriver(rootdirectory=str(p)), lambda p: InMemoryDriver()])
+def test_failed_move_or_conditional_put_leaves_no_empty_folder(tmp_path: Path, make: object) -> None:
+    """Hypothesis found: cat('/a-b/f-1', []); move('/a-b/f', '/a/f') left an empty /a visible to list."""
+    store = make(tmp_path)  # type: ignore[operator]
+    store.cat("/a-b/f-1", [])
+    with pytest.raises(PathNotFoundError):
+        store.move("/a-b/f", "/a/f")
+    with pytest.raises(blobdrivers.errors.PreconditionFailedError):
+        store.put("/c/f", b"x", if_match="no-such-etag")
+    assert store.list("/") == ["/a-b"]
+    store.delete("/a-b")

@@ -166,6 +166,9 @@ class FilesystemDriver(StorageDriver):
                 # A concurrent delete pruned the parent between creation and rename.
                 if attempt == 4 or not os.path.exists(staged):
                     raise
+            except PreconditionFailedError:
+                self._prune(parent)  # do not leave a folder made for nothing
+                raise
 
     def _check(self, dir_fd: int, name: str, full: str, conditions: Conditions) -> None:
         if conditions.if_match is None:
@@ -284,23 +287,49 @@ class FilesystemDriver(StorageDriver):
     # ------------------------------------------------------------------ changing
 
     def _move(self, src: str, dst: str, conditions: Conditions) -> None:
-        with self._dir(paths.parent(src)) as src_dir:
-            name = src.rsplit("/", 1)[1]
-            if not stat_module.S_ISREG(os.stat(name, dir_fd=src_dir, follow_symlinks=False).st_mode):
-                raise FileNotFoundError(errno.ENOENT, f"{src} is not a file")
-            # Claim the source first: a rename within the staging area is atomic, so a
-            # failed condition can put it back and no reader ever sees dst half-written.
-            claimed = os.path.join(self.root, STAGING, "tmp", uuid.uuid4().hex)
-            with self._staging("tmp") as tmp:
-                os.rename(name, os.path.basename(claimed), src_dir_fd=src_dir, dst_dir_fd=tmp)
+        # One rename (or, for if_none_match, link then unlink) from the source itself:
+        # a crash at any point leaves the source, the destination, or (between link
+        # and unlink) both, and never loses the content.
+        src_name, dst_name = src.rsplit("/", 1)[1], dst.rsplit("/", 1)[1]
+        for attempt in range(5):
             try:
-                self._publish(claimed, dst, conditions)
-            except BaseException:
-                with suppress(OSError):
-                    os.rename(claimed, name, dst_dir_fd=src_dir)
+                with self._dir(paths.parent(src)) as src_dir:
+                    if not stat_module.S_ISREG(os.stat(src_name, dir_fd=src_dir, follow_symlinks=False).st_mode):
+                        raise FileNotFoundError(errno.ENOENT, f"{src} is not a file")
+                    self._move_checked(src_dir, src_name, dst, dst_name, conditions)
+                break
+            except FileNotFoundError:
+                # A concurrent delete may have pruned the new destination folder; retry
+                # unless it is the source that is missing.
+                if attempt == 4 or not self._exists(src):
+                    self._prune(paths.parent(dst))
+                    raise
+            except PreconditionFailedError:
+                self._prune(paths.parent(dst))  # do not leave a folder made for nothing
                 raise
-            self._sync_dir(src_dir)
         self._prune(paths.parent(src))
+
+    def _move_checked(self, src_dir: int, src_name: str, dst: str, dst_name: str, conditions: Conditions) -> None:
+        with self._dir(paths.parent(dst), create=True) as dst_dir, self._path_lock(dst):
+            self._check(dst_dir, dst_name, dst, conditions)
+            if conditions.if_none_match:
+                try:
+                    os.link(src_name, dst_name, src_dir_fd=src_dir, dst_dir_fd=dst_dir, follow_symlinks=False)
+                except FileExistsError:
+                    raise PreconditionFailedError(f"{dst} already exists") from None
+                self._sync_dir(dst_dir)
+                os.unlink(src_name, dir_fd=src_dir)
+            else:
+                os.rename(src_name, dst_name, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
+            self._sync_dir(dst_dir)
+            self._sync_dir(src_dir)
+
+    def _exists(self, full: str) -> bool:
+        try:
+            self._stat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
 
     def _delete(self, full: str) -> None:
         parent, name = paths.parent(full), full.rsplit("/", 1)[1]
