@@ -300,7 +300,7 @@ class StorageDriver(abc.ABC):
                 yield paths.strip(self._root, child)
 
     def _walk_logical(self, path: str, full: str) -> Iterator[FileInfo]:
-        entries = self._guarded_iter("walk", path, self._walk(full))
+        entries = self._guarded_iter("walk", path, lambda: self._walk(full))
         found = False
         for info in entries:
             if paths.is_valid(info.path):
@@ -309,7 +309,11 @@ class StorageDriver(abc.ABC):
         if not found and path != paths.ROOT:
             raise PathNotFoundError(f"nothing below {path}", driver=self.name, path=path)
 
-    def _guarded_iter(self, operation: str, path: str, iterator: Iterator[T]) -> Iterator[T]:
+    def _guarded_iter(self, operation: str, path: str, start: Callable[[], Iterator[T]]) -> Iterator[T]:
+        try:
+            iterator = start()
+        except Exception as exc:
+            raise self._wrap(exc, operation, path) from exc
         while True:
             try:
                 item = next(iterator)

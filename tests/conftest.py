@@ -35,6 +35,10 @@ from tests.servers.local import (
     start_redis,
 )
 
+OSS_ACCESS_KEY_ID = "test-ak"
+OSS_ACCESS_KEY_SECRET = "test-sk"
+OSS_BUCKET = "test-bucket"
+
 SERVER_FIXTURES = frozenset(
     {
         "moto_server",
@@ -147,7 +151,9 @@ def oss_server() -> Iterator[Any]:
     except Exception as exc:  # missing module, or it fails to import
         require("OSS test server", f"tests.servers.oss cannot be imported: {exc!r}")
     try:
-        server = OssServer(access_key_id="test-ak", access_key_secret="test-sk", buckets=("test-bucket",))
+        server = OssServer(
+            access_key_id=OSS_ACCESS_KEY_ID, access_key_secret=OSS_ACCESS_KEY_SECRET, buckets=(OSS_BUCKET,)
+        )
         server.start()
     except Exception as exc:
         require("OSS test server", f"did not start: {exc!r}")
@@ -254,7 +260,9 @@ def gcs_bucket(gcs_client: Any) -> Iterator[str]:
 
 @pytest.fixture
 def oss_bucket(oss_server: Any) -> str:
-    """The OSS server's bucket, emptied by ``reset()`` before the test."""
+    """The OSS server's bucket (``test-bucket``), emptied by ``reset()`` before the test.
+
+    Credentials: ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` (``test-ak`` / ``test-sk``).
+    """
     oss_server.reset()
-    buckets = tuple(getattr(oss_server, "buckets", ()) or ("test-bucket",))
-    return str(buckets[0])
+    return OSS_BUCKET

@@ -36,7 +36,7 @@ from typing import Any
 from .. import paths
 from ..clients import ProcessLocal
 from ..driver import StorageDriver
-from ..errors import PreconditionFailedError, StorageError
+from ..errors import InvalidPathError, PreconditionFailedError, StorageError
 from ..listing import FileInfo
 from ..params import MiB, Params
 from ..reader import RangeReader
@@ -74,6 +74,11 @@ class FilesystemDriver(StorageDriver):
 
     def _params_below(self, path: str) -> dict[str, Any]:
         return {**self._params, "rootdirectory": os.path.join(self.root, path.lstrip("/"))}
+
+    def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            return InvalidPathError(f"invalid path {path!r}: a component is longer than this filesystem stores")
+        return None
 
     # ------------------------------------------------------------------ resolution
 

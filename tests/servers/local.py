@@ -21,6 +21,8 @@ SDKs only inside the functions that need them.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -290,10 +292,8 @@ class ManagedProcess:
 
     def _signal(self, sig: signal.Signals) -> None:
         assert self._popen is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self._popen.pid, sig)  # by our own PID only
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> int | None:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Returns the exit code."""
@@ -580,10 +580,8 @@ def start_gcs(*, timeout: float = DEFAULT_START_TIMEOUT) -> GcsServer:
     It runs under this interpreter (the package has a ``__main__``), so no PATH
     lookup of the ``gcp-storage-emulator`` script is needed.
     """
-    try:
-        import gcp_storage_emulator  # noqa: F401
-    except ImportError as exc:
-        raise ServerUnavailable(f"gcp-storage-emulator is not installed ({exc})") from exc
+    if importlib.util.find_spec("gcp_storage_emulator") is None:
+        raise ServerUnavailable("gcp-storage-emulator is not installed (pip install gcp-storage-emulator)")
 
     def argv(port: int) -> list[str]:
         return [

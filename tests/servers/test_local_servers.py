@@ -173,7 +173,7 @@ def test_failed_start_reports_output_tail() -> None:
         "crasher", [sys.executable, "-c", "import sys; sys.stderr.write('boom: cannot bind'); sys.exit(3)"]
     ).start()
     try:
-        with pytest.raises(ServerStartError, match="(?s)exited with code 3.*boom: cannot bind"):
+        with pytest.raises(ServerStartError, match=r"(?s)exited with code 3.*boom: cannot bind"):
             wait_for_http(f"http://127.0.0.1:{free_port()}/", timeout=10, process=proc)
     finally:
         proc.cleanup()
