@@ -1,0 +1,106 @@
+"""Soak: many threads of mixed operations on one driver, watching errors, descriptors and memory.
+
+``soak(driver, seconds)`` runs 32 threads of put / get / stream / stat / list /
+writer / cat / move / delete on a small set of paths (so they collide), and
+samples open file descriptors and RSS; it returns what it saw. Only the
+documented errors of racing operations are allowed (a path deleted or moved by
+another thread: PathNotFoundError).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from blobdrivers import StorageDriver
+from blobdrivers.errors import PathNotFoundError
+
+THREADS = 32
+
+
+@dataclass
+class SoakResult:
+    operations: int = 0
+    unexpected: list[str] = field(default_factory=list)
+    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (time, fds, rss)
+
+    def quarter(self, which: int) -> tuple[float, float]:
+        """Mean (fds, rss) over the first (0) or last (3) quarter of the samples."""
+        n = max(1, len(self.samples) // 4)
+        part = self.samples[:n] if which == 0 else self.samples[-n:]
+        return sum(s[1] for s in part) / len(part), sum(s[2] for s in part) / len(part)
+
+
+def soak(driver: StorageDriver, seconds: float, *, payload: int = 64 * 1024) -> SoakResult:
+    """Run the soak for ``seconds``; see the module docstring."""
+    result = SoakResult()
+    stop = threading.Event()
+    lock = threading.Lock()
+    paths = [f"/soak/d{i % 3}/f{i}" for i in range(12)]
+    process = psutil.Process()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        data = os.urandom(rng.randrange(1, payload))
+        while not stop.is_set():
+            path, other = rng.choice(paths), rng.choice(paths)
+            op = rng.randrange(9)
+            try:
+                if op == 0:
+                    driver.put(path, data)
+                elif op == 1:
+                    driver.get(path)
+                elif op == 2:
+                    with driver.stream(path, rng.randrange(0, payload)) as reader:
+                        reader.read()
+                elif op == 3:
+                    driver.stat(path)
+                elif op == 4:
+                    driver.list("/soak")
+                elif op == 5:
+                    with driver.writer(path) as writer:
+                        writer.write(data)
+                        writer.write(data[: len(data) // 2])
+                elif op == 6:
+                    driver.cat(path, [other])
+                elif op == 7:
+                    driver.move(path, other)
+                else:
+                    driver.delete(path)
+            except PathNotFoundError:
+                pass
+            except Exception as exc:
+                with lock:
+                    result.unexpected.append(f"op {op} on {path}: {type(exc).__name__}: {exc}")
+            with lock:
+                result.operations += 1
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    while time.monotonic() - started < seconds:
+        result.samples.append((time.monotonic() - started, process.num_fds(), process.memory_info().rss))
+        time.sleep(0.1)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    with contextlib.suppress(PathNotFoundError):
+        driver.delete("/soak")
+    return result
+
+
+def check(result: SoakResult, *, rss_growth: float = 64 * 1024 * 1024, fd_growth: float = 16) -> None:
+    """Assert no unexpected errors and stable descriptors and memory from the first to the last quarter."""
+    assert not result.unexpected, result.unexpected[:5]
+    assert result.operations > 0
+    first_fds, first_rss = result.quarter(0)
+    last_fds, last_rss = result.quarter(3)
+    assert last_fds - first_fds <= fd_growth, (first_fds, last_fds)
+    assert last_rss - first_rss <= rss_growth, (first_rss / 2**20, last_rss / 2**20)
