@@ -7,9 +7,12 @@ that fill the requested size, iteration by chunks, and error translation.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Iterator
 from typing import Protocol
+
+from .retry import RetryPolicy
 
 DEFAULT_CHUNK = 1024 * 1024
 
@@ -105,3 +108,63 @@ class Reader(io.RawIOBase):
                 self._backend.close()
             finally:
                 super().close()
+
+
+class ReopeningReader:
+    """A RangeReader over a network body that reopens at the current offset after a transient error.
+
+    ``open_at(offset, length)`` opens the byte range ``[offset, offset + length)``
+    (``length`` ``None``: to the end) and must read the same version of the object
+    every time: a driver pins it with the etag or generation of its first response
+    (``If-Match``), so a concurrent overwrite makes a reopen fail rather than splice
+    two versions. A body cut in the middle (connection reset, timeout) is resumed
+    from the last byte received, under the driver's retry policy.
+    """
+
+    def __init__(
+        self,
+        open_at: Callable[[int, int | None], RangeReader],
+        offset: int,
+        length: int | None,
+        *,
+        retry: RetryPolicy,
+        is_transient: Callable[[BaseException], bool],
+        first: RangeReader | None = None,
+    ) -> None:
+        self._open_at = open_at
+        self._offset = offset
+        self._remaining = length
+        self._retry = retry
+        self._is_transient = is_transient
+        self._body: RangeReader | None = first
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill up to ``len(buffer)`` bytes, reopening the range after a transient failure."""
+        if self._remaining is not None:
+            buffer = buffer[: self._remaining]
+        if not buffer:
+            return 0
+        got = self._retry.call(lambda: self._read_some(buffer), is_transient=self._is_transient, what="ranged read")
+        self._offset += got
+        if self._remaining is not None:
+            self._remaining -= got
+        return got
+
+    def _read_some(self, buffer: memoryview) -> int:
+        try:
+            if self._body is None:
+                self._body = self._open_at(self._offset, self._remaining)
+            return self._body.readinto(buffer)
+        except BaseException:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            with contextlib.suppress(Exception):
+                body.close()
+
+    def close(self) -> None:
+        """Release the current connection."""
+        self._drop()

@@ -424,3 +424,39 @@ def test_reader_read_sizes() -> None:
     reader.close()
     with pytest.raises(ValueError):
         reader.read(1)
+
+
+def test_reopening_reader_resumes_after_a_cut() -> None:
+    data = bytes(range(256)) * 100
+    opened: list[tuple[int, int | None]] = []
+
+    class Cut(io.BytesIO):
+        def __init__(self, payload: bytes, fail_after: int | None) -> None:
+            super().__init__(payload)
+            self.fail_after = fail_after
+
+        def readinto(self, buffer: Any) -> int:
+            if self.fail_after is not None and self.tell() >= self.fail_after:
+                raise ConnectionResetError("cut")
+            return super().readinto(buffer[:1000])
+
+    def open_at(offset: int, length: int | None) -> Any:
+        opened.append((offset, length))
+        end = len(data) if length is None else offset + length
+        return Cut(data[offset:end], 3000 if len(opened) < 3 else None)
+
+    from blobdrivers.reader import ReopeningReader
+
+    reader = ReopeningReader(
+        open_at,
+        100,
+        20_000,
+        retry=RetryPolicy(attempts=5, base_delay=0.001),
+        is_transient=lambda e: isinstance(e, ConnectionError),
+    )
+    out = bytearray()
+    buffer = bytearray(4096)
+    while got := reader.readinto(memoryview(buffer)):
+        out += buffer[:got]
+    assert bytes(out) == data[100:20_100]
+    assert opened == [(100, 20_000), (3100, 17_000), (6100, 14_000)]
