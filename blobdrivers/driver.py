@@ -337,7 +337,7 @@ class StorageDriver(abc.ABC):
                 exc.driver = self.name
             if exc.path is None:
                 exc.path = path
-            exc.message = self._redact(exc.message)
+            exc.message = self._caller_paths(self.redact(exc.message), path)
             return exc
         mapped = self._translate_error(exc, path)
         if mapped is None:
@@ -346,15 +346,31 @@ class StorageDriver(abc.ABC):
             else:
                 mapped = StorageError(f"{operation} {path} failed: {type(exc).__name__}: {exc}")
         mapped.driver, mapped.path = self.name, path
-        mapped.message = self._redact(mapped.message)
+        mapped.message = self._caller_paths(self.redact(mapped.message), path)
         return mapped
 
-    def _redact(self, text: str) -> str:
+    def _caller_paths(self, text: str, path: str) -> str:
+        """Show the caller's path rather than the root-prefixed one a hook put in a message."""
+        if self._root and path.startswith("/"):
+            text = text.replace(paths.join(self._root, path), path)
+        return text
+
+    def redact(self, text: str) -> str:
+        """``text`` with the values of this driver's secret parameters replaced by ``***``."""
         for name in self.secret_params:
             value = self._params.get(name)
             if isinstance(value, str) and len(value) >= 4:
                 text = text.replace(value, "***")
         return text
+
+    def same_store(self, other: StorageDriver) -> bool:
+        """True when ``other`` is a driver of the same kind with the same parameters (so the same data)."""
+        return type(self) is type(other) and self._identity() == other._identity()
+
+    def _identity(self) -> tuple[tuple[str, str], ...]:
+        params = {key: value for key, value in self._params.items() if value not in (None, "")}
+        params["rootdirectory"] = self._root
+        return tuple(sorted((key, repr(value)) for key, value in params.items()))
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -396,7 +412,7 @@ class _Call:
             error = driver._wrap(exc, self._operation, self._path)
         if driver.observers or log.isEnabledFor(logging.DEBUG):
             duration = time.perf_counter() - self._started
-            outcome = type(error).__name__ if error else "ok"
+            outcome = type(error or exc).__name__ if exc is not None else "ok"
             log.debug("%s %s %s %.3f ms %s", driver.name, self._operation, self._path, duration * 1000, outcome)
             for observer in driver.observers:
                 observer(CallEvent(driver.name, self._operation, self._path, duration, error))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -60,6 +61,39 @@ def available_drivers() -> list[str]:
     names = set(_BUILTIN) | set(_ALIASES) | set(_registry)
     names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
     return sorted(names)
+
+
+@dataclass(frozen=True)
+class DriverStatus:
+    """Whether a driver can be created here, and what to install if not.
+
+    ``status`` is ``"ok"``, ``"missing SDK"`` (``extra`` names the extra that
+    installs it) or ``"unavailable"`` (``problem`` says why).
+    """
+
+    name: str
+    scheme: str | None
+    status: str
+    extra: str | None = None
+    problem: str | None = None
+    alias_of: str | None = None
+
+
+def driver_status(name: str) -> DriverStatus:
+    """Check that driver ``name`` imports, without creating it."""
+    target = _ALIASES.get(name, name)
+    scheme = next((s for s, (driver, _) in sorted(_SCHEMES.items()) if driver == target), None)
+    alias_of = target if target != name else None
+    try:
+        _factory(name)
+    except DriverNotFoundError as exc:
+        extra = _BUILTIN.get(target, ("", None))[1]
+        if extra is None:
+            return DriverStatus(name, scheme, "unavailable", problem=exc.message, alias_of=alias_of)
+        return DriverStatus(name, scheme, "missing SDK", extra=extra, problem=exc.message, alias_of=alias_of)
+    except Exception as exc:  # a broken third-party entry point must not break the listing
+        return DriverStatus(name, scheme, "unavailable", problem=f"{type(exc).__name__}: {exc}", alias_of=alias_of)
+    return DriverStatus(name, scheme, "ok", alias_of=alias_of)
 
 
 def create(name: str, params: Mapping[str, Any] | None = None) -> StorageDriver:
