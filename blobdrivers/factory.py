@@ -180,6 +180,8 @@ def _import_builtin(name: str) -> type[StorageDriver]:
                 f'driver {name!r} needs {exc.name!r}, which is not installed: pip install "blobdrivers[{extra}]"',
                 driver=name,
             ) from exc
+        if exc.name == module_name:
+            raise DriverNotFoundError(f"driver {name!r} is not part of this installation", driver=name) from exc
         raise
     driver_class: type[StorageDriver] = getattr(module, class_name)
     return driver_class
