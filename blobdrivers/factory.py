@@ -88,7 +88,9 @@ def driver_status(name: str) -> DriverStatus:
         _factory(name)
     except DriverNotFoundError as exc:
         extra = _BUILTIN.get(target, ("", None))[1]
-        if extra is None:
+        cause = exc.__cause__
+        sdk_missing = isinstance(cause, ModuleNotFoundError) and not (cause.name or "").startswith("blobdrivers")
+        if extra is None or not sdk_missing:
             return DriverStatus(name, scheme, "unavailable", problem=exc.message, alias_of=alias_of)
         return DriverStatus(name, scheme, "missing SDK", extra=extra, problem=exc.message, alias_of=alias_of)
     except Exception as exc:  # a broken third-party entry point must not break the listing
