@@ -1,0 +1,859 @@
+"""The backend-neutral multipart engine shared by the S3-style drivers (S3, OSS).
+
+Services with the S3 multipart model (initiate, upload part, upload part copy with
+a byte range, complete with a part list, abort, list uploads, list parts) differ
+only in their SDK calls and limits. A driver implements :class:`MultipartBackend`
+with its SDK and gets from :class:`MultipartEngine`:
+
+* ``put``: one request up to the chunk size, else a parallel multipart upload whose
+  parts grow so the object fits in ``max_parts``; any failure aborts the upload.
+* ``writer``: the resumable :class:`ResumableWriter` (see its docstring for the
+  on-store layout that lets another process resume at exactly ``size``).
+* ``cat``: a multipart upload whose parts are server-side copies of the sources;
+  small sources are merged through a bounded buffer (see :func:`plan_cat`).
+* ``copy``: a parallel multipart copy (for ``move`` of large objects).
+
+Hidden bookkeeping objects (writer tails, intermediate ``cat`` objects) live under
+the backend's ``hidden_prefix``, whose name contains ``~`` so that list and walk
+never show it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import itertools
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from .errors import PathNotFoundError, StorageError
+from .transfer import Source, growing_part_sizes, part_size_for, run_bounded, upload_parts
+from .writer import Conditions
+
+log = logging.getLogger("blobdrivers.multipart")
+
+NO_CONDITIONS = Conditions()
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Size and etag of a committed object, as a backend's HEAD reports them."""
+
+    size: int
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One uploaded part of an upload in progress."""
+
+    number: int
+    etag: str
+    size: int
+
+
+class MultipartBackend(Protocol):
+    """The SDK calls of one S3-style service, on keys of one bucket.
+
+    Missing objects are reported as ``None`` by :meth:`head_object`; every other
+    method may raise the SDK's errors (the driver's ``_translate_error`` maps them),
+    except that a false condition must raise
+    :class:`~blobdrivers.errors.PreconditionFailedError` (including ``if_match`` on a
+    missing key, which some services answer with 404). Byte ranges are half-open
+    ``(start, end)`` tuples.
+    """
+
+    #: Smallest size of a part that is not the last one.
+    min_part_size: int
+    #: Largest size of an uploaded part.
+    max_part_size: int
+    #: Most parts in one upload.
+    max_parts: int
+    #: Largest byte range one ``copy_part`` (and ``copy_object``) may copy.
+    copy_part_max: int
+    #: Key prefix of hidden bookkeeping objects; must contain a character outside the path rule.
+    hidden_prefix: str
+
+    def put_object(self, key: str, data: memoryview, conditions: Conditions) -> None:
+        """Publish ``data`` at ``key`` in one request, under ``conditions``."""
+
+    def copy_object(self, source_key: str, key: str, conditions: Conditions, *, source_etag: str | None) -> None:
+        """Server-side copy of a whole object of at most ``copy_part_max`` bytes."""
+
+    def head_object(self, key: str) -> ObjectInfo | None:
+        """Size and etag of ``key``, or ``None`` when it does not exist."""
+
+    def read_range(self, key: str, offset: int, buffer: memoryview, *, etag: str | None) -> None:
+        """Fill ``buffer`` exactly with the bytes of ``key`` from ``offset`` (only if its etag is ``etag``)."""
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Every key starting with ``prefix``."""
+
+    def delete_objects(self, keys: Sequence[str]) -> None:
+        """Delete ``keys``; missing ones are not an error."""
+
+    def create_upload(self, key: str) -> str:
+        """Initiate a multipart upload for ``key``; return its upload id."""
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
+        """Upload part ``number`` (1-based); return its etag. Re-sending a number replaces the part."""
+
+    def copy_part(
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        source_key: str,
+        byte_range: tuple[int, int] | None,
+        *,
+        source_etag: str | None,
+    ) -> str:
+        """Make part ``number`` a server-side copy of ``source_key`` (all of it, or ``byte_range``)."""
+
+    def complete(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], conditions: Conditions) -> None:
+        """Publish the upload from ``(number, etag)`` pairs in ascending order, under ``conditions``."""
+
+    def abort(self, key: str, upload_id: str) -> None:
+        """Drop the upload and its parts; an upload that no longer exists is not an error."""
+
+    def list_uploads(self, key: str) -> list[str]:
+        """Ids of the uploads in progress for exactly ``key``, oldest first."""
+
+    def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
+        """The parts of an upload, by ascending number."""
+
+
+# --------------------------------------------------------------------------- cat planning
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Bytes ``[start, end)`` of source number ``source``."""
+
+    source: int
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        """Length of the piece."""
+        return self.end - self.start
+
+
+@dataclass
+class PlannedPart:
+    """One part of the final upload of a ``cat``.
+
+    * ``copy``: a server-side copy of one piece.
+    * ``data``: pieces downloaded into one buffer and uploaded (small sources only,
+      plus at most ``min_part_size`` bytes of one larger source when small sources
+      come first and nothing precedes them that they could join).
+    * ``fold``: a copy piece followed by small data pieces. It becomes an
+      intermediate hidden object (an upload of the copy as part 1 and the data as
+      the short last part 2), which is then copied as this part. It lets small
+      sources follow a large one without any byte of the large one leaving the
+      server.
+    """
+
+    kind: Literal["copy", "data", "fold"]
+    pieces: list[Piece] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Bytes this part contributes."""
+        return sum(piece.size for piece in self.pieces)
+
+    @property
+    def data_pieces(self) -> list[Piece]:
+        """Pieces whose bytes travel through the client."""
+        return self.pieces if self.kind == "data" else self.pieces[1:] if self.kind == "fold" else []
+
+
+def plan_cat(
+    sizes: Sequence[int], *, min_part: int, max_copy: int, data_part: int, max_parts: int
+) -> list[PlannedPart]:
+    """Plan the parts of a ``cat`` of sources of ``sizes``.
+
+    Every part but the last is at least ``min_part`` bytes. Sources of at least
+    ``min_part`` bytes are copied server-side (in ranges of at most
+    ``max_copy - min_part`` bytes, so a fold stays copyable). Smaller sources are
+    merged into ``data`` parts of about ``data_part`` bytes (never more than
+    ``data_part + 2 * min_part``); a run of small sources that is too short to stand
+    alone joins the previous data part, or folds onto the previous copy, or, only
+    when it opens the concatenation, is padded with the head of the next source
+    (``min_part`` bytes at most, or all of that source when it is shorter than
+    ``2 * min_part`` and not the last). No other byte of a source of ``min_part``
+    bytes or more goes through the client. Raises ``ValueError`` when the plan
+    needs more than ``max_parts`` parts.
+    """
+    if min_part <= 0 or data_part < min_part or max_copy <= 2 * min_part:
+        raise ValueError("inconsistent part limits")
+    parts: list[PlannedPart] = []
+    pending: list[Piece] = []
+    last = max((index for index, size in enumerate(sizes) if size > 0), default=-1)
+
+    def pending_size() -> int:
+        return sum(piece.size for piece in pending)
+
+    def flush() -> None:
+        parts.append(PlannedPart("data", list(pending)))
+        pending.clear()
+
+    for index, size in enumerate(sizes):
+        if size <= 0:
+            continue
+        if size < min_part:
+            if pending_size() >= min_part and pending_size() + size > data_part:
+                flush()
+            pending.append(Piece(index, 0, size))
+            if pending_size() >= data_part:
+                flush()
+            continue
+        start = 0
+        if pending:
+            previous = parts[-1] if parts else None
+            if pending_size() >= min_part:
+                flush()
+            elif previous is not None and previous.kind == "data":
+                previous.pieces.extend(pending)
+                pending.clear()
+            elif previous is not None and previous.kind == "copy":
+                parts[-1] = PlannedPart("fold", [*previous.pieces, *pending])
+                pending.clear()
+            else:
+                # Small sources open the concatenation: nothing before them to join, so
+                # they borrow the head of this source to make a full first part. A rest
+                # too short to be a part travels too, unless it is the very last part.
+                start = min_part - pending_size()
+                pending.append(Piece(index, 0, start))
+                flush()
+                if size - start < min_part and index != last:
+                    pending.append(Piece(index, start, size))
+                    continue
+        parts.extend(PlannedPart("copy", [piece]) for piece in _split(index, start, size, max_copy - min_part))
+    if pending:
+        flush()
+    if len(parts) > max_parts:
+        raise ValueError(f"the concatenation needs {len(parts)} parts, more than the limit of {max_parts}")
+    return parts
+
+
+def _split(source: int, start: int, end: int, limit: int) -> list[Piece]:
+    count = -(-(end - start) // limit)
+    step = -(-(end - start) // count)
+    return [Piece(source, offset, min(end, offset + step)) for offset in range(start, end, step)]
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class MultipartEngine:
+    """Put, cat, copy and resumable writers for one :class:`MultipartBackend`.
+
+    ``chunk_size`` is the single-request limit and the part size (parts grow only
+    when an object would not fit in ``max_parts``); ``concurrency`` bounds the parts
+    in flight per transfer, so a transfer holds at most ``chunk_size * (concurrency
+    + 1)`` bytes; ``copy_chunk_size`` is the part size of multipart copies.
+    """
+
+    def __init__(self, backend: MultipartBackend, *, chunk_size: int, concurrency: int, copy_chunk_size: int) -> None:
+        if chunk_size < backend.min_part_size:
+            raise ValueError(f"chunk size {chunk_size} is below the minimum part size {backend.min_part_size}")
+        self.backend = backend
+        self.chunk_size = chunk_size
+        self.concurrency = max(1, concurrency)
+        self.copy_chunk_size = max(copy_chunk_size, backend.min_part_size)
+
+    # ------------------------------------------------------------------ put
+
+    def put(self, key: str, source: Source, conditions: Conditions) -> None:
+        """Publish ``source`` at ``key``: one request up to the chunk size, else a parallel multipart upload."""
+        backend = self.backend
+        size = source.size
+        if size is not None and size <= self.chunk_size:
+            backend.put_object(key, _read_exact(source, size), conditions)
+            return
+        if size is None:
+            head = bytearray(self.chunk_size)
+            got = source.readinto(head)
+            if got < len(head):
+                backend.put_object(key, memoryview(head)[:got], conditions)
+                return
+            source = Source(_Prepended(head, source))
+            sizes: Iterable[int] = growing_part_sizes(
+                self.chunk_size, max_parts=backend.max_parts, max_part_size=backend.max_part_size
+            )
+        else:
+            part_size = part_size_for(
+                size, self.chunk_size, max_parts=backend.max_parts, max_part_size=backend.max_part_size
+            )
+            sizes = itertools.repeat(part_size, backend.max_parts)
+        upload_id = backend.create_upload(key)
+        try:
+            etags = upload_parts(
+                source,
+                sizes,
+                lambda number, data: backend.upload_part(key, upload_id, number, data),
+                concurrency=self.concurrency,
+            )
+            if source.read(1):
+                raise ValueError(f"the data does not fit in {backend.max_parts} parts")
+            backend.complete(key, upload_id, list(enumerate(etags, start=1)), conditions)
+        except BaseException:
+            self._abort_quietly(key, upload_id)
+            raise
+
+    # ------------------------------------------------------------------ copy
+
+    def copy(self, source_key: str, key: str, source: ObjectInfo, conditions: Conditions) -> None:
+        """Copy the object ``source_key`` (as described by ``source``) to ``key`` by a parallel multipart copy.
+
+        Parts are ``copy_chunk_size`` ranges (grown to fit ``max_parts``), copied
+        ``concurrency`` at a time; the completion carries ``conditions``. Any failure
+        aborts the upload.
+        """
+        backend = self.backend
+        if source.size == 0:
+            backend.put_object(key, memoryview(b""), conditions)
+            return
+        part_size = part_size_for(
+            source.size, self.copy_chunk_size, max_parts=backend.max_parts, max_part_size=backend.copy_part_max
+        )
+        upload_id = backend.create_upload(key)
+        try:
+            tasks = [
+                _bind_copy(
+                    backend,
+                    key,
+                    upload_id,
+                    number,
+                    source_key,
+                    (start, min(start + part_size, source.size)),
+                    source.etag,
+                )
+                for number, start in enumerate(range(0, source.size, part_size), start=1)
+            ]
+            etags = run_bounded(tasks, self.concurrency)
+            backend.complete(key, upload_id, list(enumerate(etags, start=1)), conditions)
+        except BaseException:
+            self._abort_quietly(key, upload_id)
+            raise
+
+    # ------------------------------------------------------------------ cat
+
+    def cat(self, key: str, sources: Sequence[str]) -> None:
+        """Publish the concatenation of the objects ``sources`` at ``key`` (see :func:`plan_cat`).
+
+        Sources are pinned by etag, so a source replaced during the ``cat`` fails it
+        rather than mixing versions. Raises :class:`PathNotFoundError` for a missing
+        source before anything is written.
+        """
+        backend = self.backend
+        infos = run_bounded([functools.partial(backend.head_object, source) for source in sources], self.concurrency)
+        found: list[ObjectInfo] = []
+        for source, info in zip(sources, infos, strict=True):
+            if info is None:
+                raise PathNotFoundError(f"cat source /{source} does not exist")
+            found.append(info)
+        total = sum(info.size for info in found)
+        data_part = max(
+            backend.min_part_size,
+            part_size_for(total, self.chunk_size, max_parts=backend.max_parts, max_part_size=backend.max_part_size),
+        )
+        plan = plan_cat(
+            [info.size for info in found],
+            min_part=backend.min_part_size,
+            max_copy=backend.copy_part_max,
+            data_part=data_part,
+            max_parts=backend.max_parts,
+        )
+        if not plan:
+            backend.put_object(key, memoryview(b""), NO_CONDITIONS)
+            return
+        if len(plan) == 1 and plan[0].kind == "data":
+            backend.put_object(key, self._download(plan[0].pieces, sources, found), NO_CONDITIONS)
+            return
+        if len(plan) == 1 and plan[0].kind == "copy" and plan[0].size == found[plan[0].pieces[0].source].size:
+            index = plan[0].pieces[0].source
+            backend.copy_object(sources[index], key, NO_CONDITIONS, source_etag=found[index].etag)
+            return
+        scratch: list[str] = []
+        scratch_lock = threading.Lock()
+        upload_id = backend.create_upload(key)
+        try:
+            tasks = [
+                self._cat_part_task(key, upload_id, number, part, sources, found, scratch, scratch_lock)
+                for number, part in enumerate(plan, start=1)
+            ]
+            etags = run_bounded(tasks, self.concurrency)
+            backend.complete(key, upload_id, list(enumerate(etags, start=1)), NO_CONDITIONS)
+        except BaseException:
+            self._abort_quietly(key, upload_id)
+            raise
+        finally:
+            if scratch:
+                with contextlib.suppress(Exception):
+                    backend.delete_objects(scratch)
+
+    def _cat_part_task(
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        part: PlannedPart,
+        sources: Sequence[str],
+        infos: Sequence[ObjectInfo],
+        scratch: list[str],
+        scratch_lock: threading.Lock,
+    ) -> Callable[[], str]:
+        backend = self.backend
+
+        def copy() -> str:
+            piece = part.pieces[0]
+            info = infos[piece.source]
+            whole = piece.start == 0 and piece.end == info.size
+            return backend.copy_part(
+                key,
+                upload_id,
+                number,
+                sources[piece.source],
+                None if whole else (piece.start, piece.end),
+                source_etag=info.etag,
+            )
+
+        def data() -> str:
+            return backend.upload_part(key, upload_id, number, self._download(part.pieces, sources, infos))
+
+        def fold() -> str:
+            # An intermediate object: the copied piece as part 1, the small data as the
+            # (short) last part 2; then this whole object is the part of the final upload.
+            hidden = f"{backend.hidden_prefix}cat/{uuid.uuid4().hex}"
+            with scratch_lock:
+                scratch.append(hidden)
+            inner = backend.create_upload(hidden)
+            try:
+                piece = part.pieces[0]
+                info = infos[piece.source]
+                first = backend.copy_part(
+                    hidden, inner, 1, sources[piece.source], (piece.start, piece.end), source_etag=info.etag
+                )
+                second = backend.upload_part(hidden, inner, 2, self._download(part.data_pieces, sources, infos))
+                backend.complete(hidden, inner, [(1, first), (2, second)], NO_CONDITIONS)
+            except BaseException:
+                self._abort_quietly(hidden, inner)
+                raise
+            return backend.copy_part(key, upload_id, number, hidden, None, source_etag=None)
+
+        return {"copy": copy, "data": data, "fold": fold}[part.kind]
+
+    def _download(self, pieces: Sequence[Piece], sources: Sequence[str], infos: Sequence[ObjectInfo]) -> memoryview:
+        buffer = bytearray(sum(piece.size for piece in pieces))
+        view = memoryview(buffer)
+        offset = 0
+        for piece in pieces:
+            self.backend.read_range(
+                sources[piece.source],
+                piece.start,
+                view[offset : offset + piece.size],
+                etag=infos[piece.source].etag,
+            )
+            offset += piece.size
+        return view
+
+    # ------------------------------------------------------------------ writer
+
+    def writer(self, key: str, append: bool) -> ResumableWriter:
+        """Open a resumable writer for ``key`` (see :class:`ResumableWriter`).
+
+        ``append=False`` aborts every upload in progress for ``key`` (and drops its
+        hidden tails). ``append=True`` resumes the newest upload in progress for
+        ``key``; with none, it starts an upload seeded with the committed object
+        (server-side copies of its whole chunks, the short rest downloaded), and
+        raises :class:`PathNotFoundError` when nothing is committed either.
+        """
+        backend = self.backend
+        uploads = backend.list_uploads(key)
+        if not append:
+            for upload_id in uploads:
+                self._abort_quietly(key, upload_id)
+                self._delete_prefix_quietly(self.upload_folder(key, upload_id))
+            return ResumableWriter(self, key, part_size=self.chunk_size)
+        if uploads:
+            return self._resume(key, uploads[-1])
+        info = backend.head_object(key)
+        if info is None:
+            raise PathNotFoundError(f"nothing to append to at /{key}")
+        return self._seed(key, info)
+
+    def _resume(self, key: str, upload_id: str) -> ResumableWriter:
+        backend = self.backend
+        parts = backend.list_parts(key, upload_id)
+        part_size = parts[0].size if parts and parts[0].number == 1 else self.chunk_size
+        kept: dict[int, str] = {}
+        for expected, part in enumerate(parts, start=1):
+            if part.number != expected or part.size != part_size:
+                break  # a short part (from a failed commit) or a gap ends the consistent prefix
+            kept[part.number] = part.etag
+        tail_key = self.tail_key(key, upload_id, len(kept))
+        tail = backend.head_object(tail_key)
+        buffer = bytearray(tail.size if tail else 0)
+        if tail is not None and tail.size:
+            backend.read_range(tail_key, 0, memoryview(buffer), etag=tail.etag)
+        return ResumableWriter(
+            self,
+            key,
+            part_size=part_size,
+            upload_id=upload_id,
+            parts=kept,
+            buffer=buffer,
+            resumed=True,
+        )
+
+    def _seed(self, key: str, info: ObjectInfo) -> ResumableWriter:
+        backend = self.backend
+        part_size = self.chunk_size
+        whole = info.size // part_size
+        upload_id: str | None = None
+        parts: dict[int, str] = {}
+        if whole:
+            upload_id = backend.create_upload(key)
+            try:
+                tasks = [
+                    _bind_copy(backend, key, upload_id, n + 1, key, (n * part_size, (n + 1) * part_size), info.etag)
+                    for n in range(whole)
+                ]
+                etags = run_bounded(tasks, self.concurrency)
+            except BaseException:
+                self._abort_quietly(key, upload_id)
+                raise
+            parts = dict(enumerate(etags, start=1))
+        buffer = bytearray(info.size - whole * part_size)
+        if buffer:
+            backend.read_range(key, whole * part_size, memoryview(buffer), etag=info.etag)
+        return ResumableWriter(self, key, part_size=part_size, upload_id=upload_id, parts=parts, buffer=buffer)
+
+    def upload_folder(self, key: str, upload_id: str) -> str:
+        """Hidden folder of one upload's bookkeeping (its parked tails)."""
+        key_hash = hashlib.sha256(key.encode()).hexdigest()
+        upload_hash = hashlib.sha256(upload_id.encode()).hexdigest()[:32]
+        return f"{self.backend.hidden_prefix}uploads/{key_hash}/{upload_hash}/"
+
+    def tail_key(self, key: str, upload_id: str, parts: int) -> str:
+        """Hidden object holding the bytes written after the first ``parts`` parts of an upload."""
+        return f"{self.upload_folder(key, upload_id)}tail-{parts:05d}"
+
+    # ------------------------------------------------------------------ helpers
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            self.backend.abort(key, upload_id)
+        except Exception as exc:  # the original failure matters more; the abort is logged
+            log.warning("could not abort the multipart upload of /%s: %s", key, type(exc).__name__)
+
+    def _delete_prefix_quietly(self, prefix: str) -> None:
+        try:
+            keys = list(self.backend.list_keys(prefix))
+            if keys:
+                self.backend.delete_objects(keys)
+        except Exception as exc:
+            log.warning("could not delete hidden objects under %s: %s", prefix, type(exc).__name__)
+
+
+def _bind_copy(
+    backend: MultipartBackend,
+    key: str,
+    upload_id: str,
+    number: int,
+    source_key: str,
+    byte_range: tuple[int, int],
+    etag: str | None,
+) -> Callable[[], str]:
+    def task() -> str:
+        return backend.copy_part(key, upload_id, number, source_key, byte_range, source_etag=etag)
+
+    return task
+
+
+def _read_exact(source: Source, size: int) -> memoryview:
+    if source.in_memory:
+        return source.read(size)
+    buffer = bytearray(size)
+    return memoryview(buffer)[: source.readinto(buffer)]
+
+
+class _Prepended(io.RawIOBase):
+    """A read-once stream: ``head`` then the rest of ``source`` (for data of unknown size)."""
+
+    def __init__(self, head: bytearray, source: Source) -> None:
+        super().__init__()
+        self._head: memoryview | None = memoryview(head)
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        target = memoryview(buffer).cast("B")
+        if self._head is not None:
+            count = min(len(target), len(self._head))
+            target[:count] = self._head[:count]
+            self._head = self._head[count:] or None
+            return count
+        return self._source.readinto(target)
+
+
+# --------------------------------------------------------------------------- resumable writer
+
+
+class ResumableWriter:
+    """A :class:`~blobdrivers.writer.WriterBackend` on a multipart upload.
+
+    Every part is exactly ``part_size`` bytes (services such as R2 require equal
+    parts), uploaded in the background with at most ``concurrency`` in flight, so
+    a writer holds at most ``part_size * (concurrency + 1)`` bytes.
+
+    On the store, the progress of an upload is its parts ``1..k`` (each exactly
+    ``part_size``) plus, when ``close()`` found a partial part in the buffer, a
+    hidden *tail* object named after the upload and ``k``. A later ``writer(key,
+    append=True)`` in any process takes the newest upload for the key, keeps the
+    longest run of full parts ``1..k`` and the tail for that ``k`` (downloading at
+    most one part's worth of bytes), and so resumes at exactly the size that was
+    durably written. A tail for another ``k`` is stale by construction and ignored,
+    which keeps resume correct after a crash at any point.
+
+    ``commit()`` uploads the buffered rest as the short last part and completes
+    the upload (a writer that never filled a part publishes with one request);
+    ``cancel()`` aborts. A failed part upload makes further writes and ``commit()``
+    raise; ``close()`` then keeps only the consistent prefix of full parts.
+    """
+
+    def __init__(
+        self,
+        engine: MultipartEngine,
+        key: str,
+        *,
+        part_size: int,
+        upload_id: str | None = None,
+        parts: dict[int, str] | None = None,
+        buffer: bytearray | None = None,
+        resumed: bool = False,
+    ) -> None:
+        self._engine = engine
+        self._backend = engine.backend
+        self._key = key
+        self._part_size = part_size
+        self._upload_id = upload_id
+        self._parts: dict[int, str] = dict(parts or {})
+        self._next = len(self._parts) + 1
+        self._buffer = buffer if buffer is not None else bytearray()
+        #: Whether hidden tails may exist for this upload (they are deleted when it ends).
+        self._has_tails = resumed
+        self._tail_at: int | None = len(self._parts) if resumed and self._buffer else None
+        self._slots = threading.BoundedSemaphore(engine.concurrency)
+        self._lock = threading.Lock()
+        self._pending: list[Future[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._failure: BaseException | None = None
+        self.size = len(self._parts) * part_size + len(self._buffer)
+
+    @property
+    def upload_id(self) -> str | None:
+        """Id of the multipart upload, once one exists."""
+        return self._upload_id
+
+    # ------------------------------------------------------------------ WriterBackend
+
+    def write(self, data: memoryview) -> None:
+        """Buffer ``data``; every full part goes out in the background."""
+        self._raise_failure()
+        if len(self._buffer) >= self._part_size:
+            self._flush_full()
+        part_size = self._part_size
+        while data:
+            if not self._buffer and len(data) >= part_size:
+                self._submit(data[:part_size], copy=True)
+                data = data[part_size:]
+                continue
+            count = min(part_size - len(self._buffer), len(data))
+            self._buffer += data[:count]
+            data = data[count:]
+            if len(self._buffer) == part_size:
+                full, self._buffer = self._buffer, bytearray()
+                self._submit(full)
+
+    def close(self) -> None:
+        """Persist progress: wait for parts in flight, park the partial part as the hidden tail."""
+        try:
+            self._settle()
+            if self._failure is not None:
+                return  # only the consistent prefix of full parts stays; see the class docstring
+            self._park()
+        finally:
+            self._shutdown()
+
+    def commit(self, conditions: Conditions) -> None:
+        """Publish: the buffered rest becomes the last part; on failure progress stays parked."""
+        try:
+            self._settle()
+            self._raise_failure()
+            self._flush_full()
+            self._settle()
+            self._raise_failure()
+            if self._upload_id is None or not self._parts:
+                self._publish_single(conditions)
+            else:
+                self._complete(conditions)
+        finally:
+            self._shutdown()
+
+    def cancel(self) -> None:
+        """Abort the upload and drop its hidden tails."""
+        try:
+            self._wait()
+            if self._upload_id is not None:
+                self._engine._abort_quietly(self._key, self._upload_id)
+                if self._has_tails:
+                    self._engine._delete_prefix_quietly(self._engine.upload_folder(self._key, self._upload_id))
+        finally:
+            self._buffer = bytearray()
+            self._shutdown()
+
+    # ------------------------------------------------------------------ publishing
+
+    def _publish_single(self, conditions: Conditions) -> None:
+        try:
+            self._backend.put_object(self._key, memoryview(self._buffer), conditions)
+        except BaseException:
+            self._park_quietly()
+            raise
+        self._forget_upload()
+
+    def _complete(self, conditions: Conditions) -> None:
+        assert self._upload_id is not None
+        parts = sorted(self._parts.items())
+        try:
+            if self._buffer:
+                number = len(parts) + 1
+                parts.append(
+                    (number, self._backend.upload_part(self._key, self._upload_id, number, memoryview(self._buffer)))
+                )
+            self._backend.complete(self._key, self._upload_id, parts, conditions)
+        except BaseException:
+            # The short last part (if it went out) is ignored on resume: not a full part.
+            self._park_quietly()
+            raise
+        if self._has_tails:
+            self._engine._delete_prefix_quietly(self._engine.upload_folder(self._key, self._upload_id))
+
+    def _forget_upload(self) -> None:
+        """After a single-request publish, drop the upload that anchored earlier progress."""
+        if self._upload_id is not None:
+            self._engine._abort_quietly(self._key, self._upload_id)
+            if self._has_tails:
+                self._engine._delete_prefix_quietly(self._engine.upload_folder(self._key, self._upload_id))
+
+    def _park(self) -> None:
+        self._flush_full()
+        self._settle()
+        if self._failure is not None:
+            return
+        if self._upload_id is None:
+            # Even an empty writer needs an upload: it is what a resume finds.
+            self._upload_id = self._backend.create_upload(self._key)
+        done = len(self._parts)
+        if self._buffer:
+            self._backend.put_object(
+                self._engine.tail_key(self._key, self._upload_id, done), memoryview(self._buffer), NO_CONDITIONS
+            )
+            self._has_tails = True
+        if self._tail_at is not None and (self._tail_at != done or not self._buffer):
+            with contextlib.suppress(Exception):
+                self._backend.delete_objects([self._engine.tail_key(self._key, self._upload_id, self._tail_at)])
+        self._tail_at = done if self._buffer else None
+
+    def _park_quietly(self) -> None:
+        try:
+            self._park()
+        except Exception as exc:
+            log.warning("could not park the progress of /%s: %s", self._key, type(exc).__name__)
+
+    # ------------------------------------------------------------------ background parts
+
+    def _flush_full(self) -> None:
+        """Send full parts out of a buffer that holds more than one (after resuming a large tail)."""
+        while len(self._buffer) >= self._part_size:
+            if len(self._buffer) == self._part_size:
+                full, self._buffer = self._buffer, bytearray()
+            else:
+                full = self._buffer[: self._part_size]
+                del self._buffer[: self._part_size]
+            self._submit(full)
+
+    def _submit(self, data: bytearray | memoryview, *, copy: bool = False) -> None:
+        """Upload ``data`` as the next part in the background (a copy of it when ``copy``: the caller's memory)."""
+        # Take a slot before copying, so parts in memory never exceed concurrency + the buffer.
+        self._slots.acquire()
+        try:
+            self._raise_failure()
+            if self._upload_id is None:
+                self._upload_id = self._backend.create_upload(self._key)
+            part = bytes(data) if copy or isinstance(data, memoryview) else data
+            number = self._next
+            self._next += 1
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self._engine.concurrency, thread_name_prefix="blobdrivers-writer"
+                )
+            upload_id = self._upload_id
+        except BaseException:
+            self._slots.release()
+            raise
+        self._pending.append(self._pool.submit(self._upload, upload_id, number, part))
+
+    def _upload(self, upload_id: str, number: int, part: bytes | bytearray) -> None:
+        try:
+            etag = self._backend.upload_part(self._key, upload_id, number, memoryview(part))
+            with self._lock:
+                self._parts[number] = etag
+        except BaseException as exc:
+            with self._lock:
+                if self._failure is None:
+                    self._failure = exc
+        finally:
+            self._slots.release()
+
+    def _wait(self) -> None:
+        if self._pending:
+            wait_futures(self._pending)
+            self._pending.clear()
+
+    def _settle(self) -> None:
+        """Wait for parts in flight; after a failure keep only the consistent prefix of parts."""
+        self._wait()
+        if self._failure is not None:
+            prefix: dict[int, str] = {}
+            for number in itertools.count(1):
+                if number not in self._parts:
+                    break
+                prefix[number] = self._parts[number]
+            self._parts = prefix
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise StorageError(
+                f"an earlier part upload of /{self._key} failed ({type(self._failure).__name__}); "
+                "close() keeps the parts written before it for a resume"
+            ) from self._failure
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
