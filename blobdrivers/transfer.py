@@ -58,6 +58,11 @@ class Source:
         """True when the data is bytes-like, so parts can be slices of it rather than copies."""
         return self._view is not None
 
+    @property
+    def file(self) -> BinaryIO | None:
+        """The file object behind the data, if it is one (a driver that resumes by seeking may use it)."""
+        return self._file
+
     def read(self, n: int) -> memoryview:
         """Up to ``n`` bytes; fewer only at the end. Bytes-like data is sliced, never copied."""
         if self._view is not None:

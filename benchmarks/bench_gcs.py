@@ -1,0 +1,396 @@
+"""GCS driver against google-cloud-storage, gcsfs and a raw urllib3 baseline, on gcp-storage-emulator.
+
+    python -m benchmarks.bench_gcs            # 256 MiB put/get, 1,000 x 4 KiB put/get
+    python -m benchmarks.bench_gcs --quick    # 64 MiB put/get, 200 x 4 KiB put/get
+
+Every row runs in its own child process (peak RSS is its own) against its own
+fresh in-memory emulator, started here: the emulator rewrites its whole state on
+every request, so a server that has already stored other rows' objects would
+slow later rows down. Large puts upload the same file of random data (written
+once, so it is in the page cache; nobody holds it all in memory); one more row
+puts a stream of 8 MiB chunks of unknown total size, which the driver must send
+in resumable chunks. Large gets read into a reused 8 MiB buffer. The raw rows are
+one urllib3 request each (a JSON-API ``uploadType=media`` POST streaming the file
+with a Content-Length, an ``alt=media`` GET): the server's limit for one connection.
+
+The emulator is a single-threaded Python ``http.server`` speaking HTTP/1.0 (a
+new connection per request) that accumulates resumable uploads by bytes
+concatenation; compare rows with each other and with the raw row, not with GCS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from benchmarks.harness import Case, MiB, Result, chunks, run, table
+
+BUFFER = 8 * MiB
+_MODULE = "benchmarks.bench_gcs"
+
+
+def _read_loop(readinto: Any, size: int) -> None:
+    view = memoryview(bytearray(BUFFER))
+    total = 0
+    while got := readinto(view):
+        total += got
+    assert total == size, (total, size)
+
+
+class _Sink:
+    """A write-only file object that keeps nothing (for download_to_file)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def write(self, data: Any) -> int:
+        self.total += len(data)
+        return len(data)
+
+
+def _sdk_bucket(endpoint: str, bucket: str) -> Any:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project="bench", credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint)
+    )
+    return client.bucket(bucket)
+
+
+def _gcsfs(endpoint: str) -> Any:
+    # gcsfs's default (extended) filesystem first asks for the bucket's type over gRPC
+    # with TLS, which the emulator cannot answer (it hangs, then fails): use the JSON-API one.
+    os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
+    import gcsfs
+
+    return gcsfs.GCSFileSystem(token="anon", endpoint_url=endpoint, project="bench")
+
+
+def _pool() -> Any:
+    import urllib3
+
+    # 1 MiB send blocks for file bodies (urllib3's default is 16 KiB).
+    return urllib3.PoolManager(maxsize=4, blocksize=MiB)
+
+
+def _raw_put(pool: Any, endpoint: str, bucket: str, name: str, body: Any, size: int) -> None:
+    url = f"{endpoint}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={quote(name, safe='')}"
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+    response = pool.request("POST", url, body=body, headers=headers)
+    assert response.status == 200, (response.status, response.data[:200])
+
+
+def _raw_get_url(endpoint: str, bucket: str, name: str) -> str:
+    return f"{endpoint}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+
+
+# ---------------------------------------------------------------------- large objects
+
+
+def large(impl: str, op: str, size: int, endpoint: str, bucket: str, source: str = "") -> dict[str, float]:
+    """One ``size``-byte put (of the file ``source``, or a stream) or get (into a reused 8 MiB buffer)."""
+    action = _LARGE[impl](endpoint, bucket)[op]
+    name = "put-blob" if op == "put" else f"get-{size}"
+    started = time.perf_counter()
+    if op == "put":
+        action(name, size, source)
+    else:
+        action(name, size)
+    return {"seconds": time.perf_counter() - started, "bytes": size}
+
+
+def _large_blobdrivers(endpoint: str, bucket: str, chunksize: str | None = None) -> dict[str, Any]:
+    from blobdrivers.drivers.gcs import GCSDriver
+
+    store = GCSDriver(bucket=bucket, endpoint=endpoint, **({"chunksize": chunksize} if chunksize else {}))
+
+    def put(name: str, size: int, source: str) -> None:
+        with open(source, "rb") as file:
+            store.put("/" + name, file)
+
+    def put_stream(name: str, size: int, source: str) -> None:
+        store.put("/" + name, chunks(size, BUFFER))
+
+    def get(name: str, size: int) -> None:
+        with store.stream("/" + name) as reader:
+            _read_loop(reader.readinto, size)
+
+    return {"put": put, "get": get, "put_stream": put_stream}
+
+
+def _large_blobdrivers_stream(endpoint: str, bucket: str) -> dict[str, Any]:
+    actions = _large_blobdrivers(endpoint, bucket)
+    return {"put": actions["put_stream"]}
+
+
+def _large_blobdrivers_stream_64m(endpoint: str, bucket: str) -> dict[str, Any]:
+    actions = _large_blobdrivers(endpoint, bucket, "64MiB")
+    return {"put": actions["put_stream"]}
+
+
+def _large_sdk(endpoint: str, bucket: str) -> dict[str, Any]:
+    handle = _sdk_bucket(endpoint, bucket)
+
+    def put(name: str, size: int, source: str) -> None:
+        # Above 8 MiB the SDK uses a resumable upload in 100 MiB chunks, checking CRC32C.
+        with open(source, "rb") as file:
+            handle.blob(name).upload_from_file(file, size=size)
+
+    def get(name: str, size: int) -> None:
+        sink = _Sink()
+        handle.blob(name).download_to_file(sink)
+        assert sink.total == size
+
+    return {"put": put, "get": get}
+
+
+def _large_gcsfs(endpoint: str, bucket: str) -> dict[str, Any]:
+    fs = _gcsfs(endpoint)
+
+    def put(name: str, size: int, source: str) -> None:
+        fs.put_file(source, f"{bucket}/{name}")
+
+    def get(name: str, size: int) -> None:
+        with fs.open(f"{bucket}/{name}", "rb") as source:
+            _read_loop(source.readinto, size)
+
+    return {"put": put, "get": get}
+
+
+def _large_raw(endpoint: str, bucket: str) -> dict[str, Any]:
+    pool = _pool()
+
+    def put(name: str, size: int, source: str) -> None:
+        with open(source, "rb") as file:
+            _raw_put(pool, endpoint, bucket, name, file, size)
+
+    def get(name: str, size: int) -> None:
+        response = pool.request("GET", _raw_get_url(endpoint, bucket, name), preload_content=False)
+        assert response.status == 200, response.status
+        _read_loop(response.readinto, size)
+        response.release_conn()
+
+    return {"put": put, "get": get}
+
+
+_LARGE = {
+    "blobdrivers": _large_blobdrivers,
+    "blobdrivers-stream": _large_blobdrivers_stream,
+    "blobdrivers-stream64": _large_blobdrivers_stream_64m,
+    "sdk": _large_sdk,
+    "gcsfs": _large_gcsfs,
+    "raw": _large_raw,
+}
+
+
+# ---------------------------------------------------------------------- small objects
+
+
+def small(impl: str, op: str, count: int, endpoint: str, bucket: str) -> dict[str, float]:
+    """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
+    payload = os.urandom(4096)
+    prefix = f"small-{impl}-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}/d{i % 16}/obj{i}" for i in range(count)]
+    put, get = _small_impl(impl, endpoint, bucket)
+    if op == "get":
+        for name in names:
+            put(name, payload)
+    call = (lambda name: put(name, payload)) if op == "put" else get
+    started = time.perf_counter()
+    for name in names:
+        call(name)
+    return {"seconds": time.perf_counter() - started, "ops": count}
+
+
+def _small_impl(impl: str, endpoint: str, bucket: str) -> tuple[Any, Any]:
+    if impl == "blobdrivers":
+        from blobdrivers.drivers.gcs import GCSDriver
+
+        store = GCSDriver(bucket=bucket, endpoint=endpoint)
+        return (lambda n, d: store.put("/" + n, d)), (lambda n: store.get("/" + n))
+    if impl == "sdk":
+        handle = _sdk_bucket(endpoint, bucket)
+        return (
+            (lambda n, d: handle.blob(n).upload_from_string(d)),
+            (lambda n: handle.blob(n).download_as_bytes()),
+        )
+    if impl == "gcsfs":
+        fs = _gcsfs(endpoint)
+        return (lambda n, d: fs.pipe_file(f"{bucket}/{n}", d)), (lambda n: fs.cat_file(f"{bucket}/{n}"))
+    if impl == "raw":
+        pool = _pool()
+
+        def raw_get(name: str) -> bytes:
+            response = pool.request("GET", _raw_get_url(endpoint, bucket, name))
+            assert response.status == 200, response.status
+            return bytes(response.data)
+
+        return (lambda n, d: _raw_put(pool, endpoint, bucket, n, d, len(d))), raw_get
+    raise ValueError(impl)
+
+
+def prepare(size: int, endpoint: str, bucket: str) -> dict[str, float]:
+    """Create the bucket (soft delete off) and, for a get row, the ``size``-byte object it reads."""
+    import urllib3
+
+    pool = urllib3.PoolManager()
+    created = pool.request("POST", f"{endpoint}/storage/v1/b?project=bench", json={"name": bucket})
+    assert created.status == 200, created.status
+    policy = {"softDeletePolicy": {"retentionDurationSeconds": "0"}}
+    assert pool.request("PATCH", f"{endpoint}/storage/v1/b/{bucket}", json=policy).status == 200
+    started = time.perf_counter()
+    if size:
+        _raw_put(pool, endpoint, bucket, f"get-{size}", chunks(size, BUFFER), size)
+    return {"seconds": max(time.perf_counter() - started, 1e-9), "bytes": size}
+
+
+# ---------------------------------------------------------------------- cases and main
+
+#: (implementation, row name, put note, get note)
+_PEERS = [
+    ("blobdrivers", "blobdrivers gcs", "one resumable request (known size)", "one streamed GET, CRC32C checked"),
+    (
+        "sdk",
+        "google-cloud-storage upload_from_file/download_to_file",
+        "100 MiB resumable chunks",
+        "CRC32C checked",
+    ),
+    ("gcsfs", "gcsfs put_file / open+readinto", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false", "the same"),
+]
+_STREAMED = [
+    ("blobdrivers-stream", "blobdrivers gcs, a stream of unknown size", "16 MiB resumable chunks (default)"),
+    ("blobdrivers-stream64", "blobdrivers gcs, a stream, chunksize=64MiB", "64 MiB resumable chunks"),
+]
+
+
+def cases(size: int, count: int, source: str) -> list[Case]:
+    """The cases; the server is filled in per case by :func:`run_cases` (each gets a fresh emulator)."""
+    label = f"{size // MiB} MiB"
+    out: list[Case] = []
+    for op in ("put", "get"):
+        raw_note = "one POST uploadType=media streaming the file" if op == "put" else "one GET alt=media"
+        args: dict[str, Any] = {"op": op, "size": size, **({"source": source} if op == "put" else {})}
+        out.append(Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note))
+        out += [
+            Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, put if op == "put" else get)
+            for impl, name, put, get in _PEERS
+        ]
+        if op == "put":
+            out += [
+                Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, note)
+                for impl, name, note in _STREAMED
+            ]
+    small_names = {
+        "blobdrivers": "blobdrivers gcs",
+        "sdk": "google-cloud-storage upload_from_string/download_as_bytes",
+        "gcsfs": "gcsfs pipe_file/cat_file",
+    }
+    for op in ("put", "get"):
+        args = {"op": op, "count": count}
+        note = "uploadType=media, no checksum" if op == "put" else ""
+        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True, note))
+        mine = "multipart with the CRC32C in its metadata" if op == "put" else ""
+        out += [
+            Case(
+                f"{op} 4 KiB",
+                name,
+                f"{_MODULE}:small",
+                {"impl": impl, **args},
+                note=mine if impl == "blobdrivers" else "",
+            )
+            for impl, name in small_names.items()
+        ]
+    return out
+
+
+def _rate(result: Result) -> float:
+    return (result.mb_per_s if result.mb_per_s is not None else result.ops_per_s) or 0.0
+
+
+def _run_on_fresh_server(case: Case) -> Result:
+    from tests.servers.local import start_gcs
+
+    server = start_gcs()
+    try:
+        bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        # Set-up runs in a child too, so this process stays small (a child's peak RSS
+        # starts from its parent's at fork time).
+        wanted = case.kwargs["size"] if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
+        setup = run(
+            Case(
+                "setup", "setup", f"{_MODULE}:prepare", {"size": wanted, "endpoint": server.endpoint, "bucket": bucket}
+            )
+        )
+        if setup.error:
+            raise RuntimeError(f"set-up failed: {setup.error}")
+        kwargs = {**case.kwargs, "endpoint": server.endpoint, "bucket": bucket}
+        return run(Case(case.operation, case.peer, case.target, kwargs, case.baseline, case.note))
+    finally:
+        server.stop()
+
+
+def run_cases(cases_: list[Case], *, title: str, out: Path, repeat: int = 1) -> str:
+    """Run each case ``repeat`` times, each on a fresh emulator; report the best run and the highest peak RSS."""
+    results: list[Result] = []
+    for case in cases_:
+        print(f"  {case.operation:<12} {case.peer:<58}", end="", flush=True)
+        attempts = [_run_on_fresh_server(case) for _ in range(repeat)]
+        ok = [r for r in attempts if not r.error]
+        result = max(ok, key=_rate) if ok else attempts[0]
+        result.peak_rss_mib = max(r.peak_rss_mib for r in attempts)
+        results.append(result)
+        shown = result.error or (
+            f"{result.mb_per_s:,.0f} MB/s" if result.mb_per_s is not None else f"{result.ops_per_s:,.0f} ops/s"
+        )
+        runs = " / ".join(f"{_rate(r):,.0f}" for r in ok)
+        print(f" {shown}  peak {result.peak_rss_mib:.0f} MiB  (runs: {runs})", flush=True)
+    for case, result in zip(cases_, results, strict=True):
+        base = next(
+            (r for c, r in zip(cases_, results, strict=True) if c.baseline and c.operation == case.operation), None
+        )
+        if base is not None and not base.error and not result.error:
+            result.ratio = _rate(result) / (_rate(base) or 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "title": title,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    return table(results, title)
+
+
+def main() -> None:
+    """Run every case against its own fresh emulator and print the markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="64 MiB and 200 small objects")
+    parser.add_argument("--out", default="benchmarks/results/gcs.json")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best is reported (default 2)")
+    args = parser.parse_args()
+    size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
+    title = f"GCS (gcp-storage-emulator, in memory, a fresh server per run, best of {args.repeat})" + (
+        " --quick" if args.quick else ""
+    )
+    with tempfile.TemporaryDirectory(prefix="bd-bench-gcs-") as folder:
+        source = os.path.join(folder, "source")
+        with open(source, "wb") as out:
+            for chunk in chunks(size, BUFFER):
+                out.write(chunk)
+        table_ = run_cases(cases(size, count, source), title=title, out=Path(args.out), repeat=max(1, args.repeat))
+    print(table_)
+
+
+if __name__ == "__main__":
+    main()
