@@ -1,0 +1,434 @@
+"""Azure driver against azure-storage-blob, adlfs, obstore's AzureStore and a raw urllib3 baseline, on Azurite.
+
+    python -m benchmarks.bench_azure            # 256 MiB and 1 GiB put/get, 1,000 x 4 KiB put/get
+    python -m benchmarks.bench_azure --quick    # 256 MiB put/get, 200 x 4 KiB put/get
+
+Every row runs against its own fresh in-memory Azurite, started here. Large puts stream
+8 MiB chunks of random data (never the whole object in memory); large gets read
+into a reused 8 MiB buffer or iterate chunks, so peak RSS shows what each
+implementation holds itself. The raw row is a single urllib3 PUT or GET of the
+whole object with a SAS URL: the server's limit for one connection. Azurite is a
+single-threaded Node.js process, so parallel block uploads gain little on it;
+compare rows against each other and against the raw row, not against Azure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Case, ChunkFile, MiB, Result, chunks, run, table
+
+BUFFER = 8 * MiB
+CONCURRENCY = 8
+_MODULE = "benchmarks.bench_azure"
+
+
+def _server_kwargs(server: Any, container: str) -> dict[str, Any]:  # an AzuriteServer
+    return {
+        "endpoint": server.blob_endpoint,
+        "account": server.account_name,
+        "key": server.account_key,
+        "container": container,
+    }
+
+
+def _connection_string(endpoint: str, account: str, key: str) -> str:
+    return f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};BlobEndpoint={endpoint};"
+
+
+def _container_client(endpoint: str, account: str, key: str, container: str) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(_connection_string(endpoint, account, key))
+    return service.get_container_client(container)
+
+
+def _delete(endpoint: str, account: str, key: str, container: str, *names: str) -> None:
+    client = _container_client(endpoint, account, key, container)
+    for name in names:
+        client.delete_blob(name)
+
+
+def _sas_base(endpoint: str, account: str, key: str, container: str) -> tuple[str, str]:
+    """The container URL and a container SAS allowing read, create and write."""
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    token = generate_container_sas(
+        account,
+        container,
+        account_key=key,
+        permission=ContainerSasPermissions(read=True, write=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=2),
+    )
+    return f"{endpoint}/{container}", token
+
+
+def _read_loop(readinto: Any, size: int) -> None:
+    view = memoryview(bytearray(BUFFER))
+    total = 0
+    while got := readinto(view):
+        total += got
+    assert total == size, (total, size)
+
+
+class _Sink:
+    """A writable that discards, for APIs that download into a stream."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def write(self, data: bytes) -> int:
+        self.total += len(data)
+        return len(data)
+
+    # Parallel downloads seek to each chunk's offset; a sink that discards may say yes.
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return offset
+
+    def tell(self) -> int:
+        return 0
+
+
+# ---------------------------------------------------------------------- large objects
+
+
+def large(impl: str, op: str, size: int, endpoint: str, account: str, key: str, container: str) -> dict[str, float]:
+    """One put of ``size`` streamed bytes, or one get of the prepared blob of that size."""
+    source_name = f"get-{size}"
+    target = f"put-{impl}-{uuid.uuid4().hex[:8]}"
+    do = _LARGE[impl](endpoint, account, key, container)
+    if op == "put":
+        started = time.perf_counter()
+        do["put"](target, size)
+        seconds = time.perf_counter() - started
+        _delete(endpoint, account, key, container, target)
+    else:
+        started = time.perf_counter()
+        do["get"](source_name, size)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "bytes": size}
+
+
+def _large_blobdrivers(endpoint: str, account: str, key: str, container: str, **extra: Any) -> dict[str, Any]:
+    from blobdrivers.drivers.azure import AzureDriver
+
+    store = AzureDriver(
+        accountname=account,
+        accountkey=key,
+        container=container,
+        serviceurl=endpoint,
+        maxconcurrency=CONCURRENCY,
+        **extra,
+    )
+
+    def put(name: str, size: int) -> None:
+        store.put("/" + name, chunks(size, BUFFER))
+
+    def get(name: str, size: int) -> None:
+        with store.stream("/" + name) as reader:
+            _read_loop(reader.readinto, size)
+
+    return {"put": put, "get": get}
+
+
+def _large_blobdrivers_16m(endpoint: str, account: str, key: str, container: str) -> dict[str, Any]:
+    return _large_blobdrivers(endpoint, account, key, container, chunksize="16MiB")
+
+
+def _large_sdk(endpoint: str, account: str, key: str, container: str) -> dict[str, Any]:
+    client = _container_client(endpoint, account, key, container)
+
+    def put(name: str, size: int) -> None:
+        client.get_blob_client(name).upload_blob(
+            ChunkFile(size, BUFFER), length=size, overwrite=True, max_concurrency=CONCURRENCY
+        )
+
+    def get(name: str, size: int) -> None:
+        sink = _Sink()
+        client.get_blob_client(name).download_blob(max_concurrency=CONCURRENCY).readinto(sink)
+        assert sink.total == size
+
+    return {"put": put, "get": get}
+
+
+def _large_adlfs(endpoint: str, account: str, key: str, container: str) -> dict[str, Any]:
+    import adlfs
+
+    fs = adlfs.AzureBlobFileSystem(connection_string=_connection_string(endpoint, account, key))
+
+    def put(name: str, size: int) -> None:
+        with fs.open(f"{container}/{name}", "wb") as out:
+            for chunk in chunks(size, BUFFER):
+                out.write(chunk)
+
+    def get(name: str, size: int) -> None:
+        total = 0
+        with fs.open(f"{container}/{name}", "rb", block_size=BUFFER) as source:
+            while data := source.read(BUFFER):
+                total += len(data)
+        assert total == size
+
+    return {"put": put, "get": get}
+
+
+def _large_obstore(endpoint: str, account: str, key: str, container: str) -> dict[str, Any]:
+    import obstore
+    from obstore.store import AzureStore
+
+    store = AzureStore(
+        container, account_name=account, access_key=key, endpoint=endpoint, client_options={"allow_http": True}
+    )
+
+    def put(name: str, size: int) -> None:
+        obstore.put(store, name, chunks(size, BUFFER), max_concurrency=CONCURRENCY)
+
+    def get(name: str, size: int) -> None:
+        total = sum(len(chunk) for chunk in obstore.get(store, name).stream(min_chunk_size=BUFFER))
+        assert total == size
+
+    return {"put": put, "get": get}
+
+
+def _large_raw(endpoint: str, account: str, key: str, container: str) -> dict[str, Any]:
+    import urllib3
+
+    base, token = _sas_base(endpoint, account, key, container)
+    pool = urllib3.PoolManager()
+
+    def put(name: str, size: int) -> None:
+        response = pool.request(
+            "PUT",
+            f"{base}/{name}?{token}",
+            body=chunks(size, BUFFER),
+            headers={"Content-Length": str(size), "x-ms-blob-type": "BlockBlob"},
+        )
+        assert response.status == 201, response.status
+
+    def get(name: str, size: int) -> None:
+        response = pool.request("GET", f"{base}/{name}?{token}", preload_content=False)
+        assert response.status == 200, response.status
+        _read_loop(response.readinto, size)
+        response.release_conn()
+
+    return {"put": put, "get": get}
+
+
+_LARGE = {
+    "blobdrivers": _large_blobdrivers,
+    "blobdrivers16": _large_blobdrivers_16m,
+    "sdk": _large_sdk,
+    "adlfs": _large_adlfs,
+    "obstore": _large_obstore,
+    "raw": _large_raw,
+}
+
+
+# ---------------------------------------------------------------------- small objects
+
+
+def small(impl: str, op: str, count: int, endpoint: str, account: str, key: str, container: str) -> dict[str, float]:
+    """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
+    payload = os.urandom(4096)
+    prefix = f"small-{impl}-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}/d{i % 16}/obj{i}" for i in range(count)]
+    put, get = _small_impl(impl, endpoint, account, key, container)
+    if op == "get":
+        for name in names:
+            put(name, payload)
+    call = (lambda name: put(name, payload)) if op == "put" else get
+    started = time.perf_counter()
+    for name in names:
+        call(name)
+    seconds = time.perf_counter() - started
+    client = _container_client(endpoint, account, key, container)
+    for start in range(0, count, 256):
+        client.delete_blobs(*names[start : start + 256])
+    return {"seconds": seconds, "ops": count}
+
+
+def _small_impl(impl: str, endpoint: str, account: str, key: str, container: str) -> tuple[Any, Any]:
+    if impl == "blobdrivers":
+        from blobdrivers.drivers.azure import AzureDriver
+
+        store = AzureDriver(accountname=account, accountkey=key, container=container, serviceurl=endpoint)
+        return (lambda n, d: store.put("/" + n, d)), (lambda n: store.get("/" + n))
+    if impl == "sdk":
+        client = _container_client(endpoint, account, key, container)
+        return (
+            (lambda n, d: client.get_blob_client(n).upload_blob(d, overwrite=True)),
+            (lambda n: client.get_blob_client(n).download_blob().readall()),
+        )
+    if impl == "adlfs":
+        import adlfs
+
+        fs = adlfs.AzureBlobFileSystem(connection_string=_connection_string(endpoint, account, key))
+        return (lambda n, d: fs.pipe_file(f"{container}/{n}", d)), (lambda n: fs.cat_file(f"{container}/{n}"))
+    if impl == "obstore":
+        import obstore
+        from obstore.store import AzureStore
+
+        store_ = AzureStore(
+            container, account_name=account, access_key=key, endpoint=endpoint, client_options={"allow_http": True}
+        )
+        return (lambda n, d: obstore.put(store_, n, d)), (lambda n: obstore.get(store_, n).bytes())
+    if impl == "raw":
+        import urllib3
+
+        base, token = _sas_base(endpoint, account, key, container)
+        pool = urllib3.PoolManager()
+
+        def raw_put(name: str, data: bytes) -> None:
+            response = pool.request("PUT", f"{base}/{name}?{token}", body=data, headers={"x-ms-blob-type": "BlockBlob"})
+            assert response.status == 201, response.status
+
+        def raw_get(name: str) -> bytes:
+            response = pool.request("GET", f"{base}/{name}?{token}")
+            assert response.status == 200, response.status
+            return bytes(response.data)
+
+        return raw_put, raw_get
+    raise ValueError(impl)
+
+
+def prepare(size: int, endpoint: str, account: str, key: str, container: str) -> dict[str, float]:
+    """Create the container and, for a get row, the ``size``-byte blob it reads."""
+    client = _container_client(endpoint, account, key, container)
+    client.create_container()
+    started = time.perf_counter()
+    if size:
+        client.get_blob_client(f"get-{size}").upload_blob(
+            ChunkFile(size, BUFFER), length=size, overwrite=True, max_concurrency=CONCURRENCY
+        )
+    return {"seconds": max(time.perf_counter() - started, 1e-9), "bytes": size}
+
+
+# ---------------------------------------------------------------------- cases and main
+
+_PEERS = [
+    ("blobdrivers", "blobdrivers azure (4 MiB blocks, 8 in flight)", ""),
+    ("blobdrivers16", "blobdrivers azure chunksize=16MiB", "non-default block size"),
+    ("sdk", "azure-storage-blob upload_blob/download_blob", "max_concurrency=8"),
+    ("adlfs", "adlfs", ""),
+    ("obstore", "obstore AzureStore", "endpoint=Azurite, allow_http"),
+]
+
+
+def cases(sizes: list[int], count: int) -> list[Case]:
+    """The cases; server parameters are filled in per case by :func:`run_cases` (each gets a fresh Azurite)."""
+    out: list[Case] = []
+    for size in sizes:
+        label = f"{size // MiB} MiB" if size < 1024 * MiB else f"{size // (1024 * MiB)} GiB"
+        for op in ("put", "get"):
+            raw_note = "one streamed PUT (Put Blob), SAS URL" if op == "put" else "one GET, SAS URL"
+            args = {"op": op, "size": size}
+            out.append(
+                Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note)
+            )
+            out += [
+                Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, note)
+                for impl, name, note in _PEERS
+            ]
+    for op in ("put", "get"):
+        args = {"op": op, "count": count}
+        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True))
+        out += [
+            Case(f"{op} 4 KiB", name, f"{_MODULE}:small", {"impl": impl, **args})
+            for impl, name, _ in _PEERS
+            if impl != "blobdrivers16"
+        ]
+    return out
+
+
+def _rate(result: Result) -> float:
+    return (result.mb_per_s if result.mb_per_s is not None else result.ops_per_s) or 0.0
+
+
+def _run_on_fresh_server(case: Case, start_azurite: Any) -> Result:
+    server = start_azurite()
+    try:
+        container = f"bench-{uuid.uuid4().hex[:12]}"
+        # Set-up runs in a child too: a child's peak RSS starts from this process'
+        # at fork time, so this one must stay small (no SDK, no upload buffers).
+        wanted = case.kwargs["size"] if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
+        setup = run(Case("setup", "setup", f"{_MODULE}:prepare", {"size": wanted, **_server_kwargs(server, container)}))
+        if setup.error:
+            raise RuntimeError(f"set-up failed: {setup.error}")
+        kwargs = {**case.kwargs, **_server_kwargs(server, container)}
+        return run(Case(case.operation, case.peer, case.target, kwargs, case.baseline, case.note))
+    finally:
+        server.stop()
+
+
+def run_cases(cases_: list[Case], *, title: str, out: Path, repeat: int = 1) -> str:
+    """Like :func:`benchmarks.harness.run_all`, but each case gets a fresh Azurite.
+
+    Azurite keeps deleted blobs' data in memory until its 10-minute garbage
+    collection and refuses writes at its memory limit, so a run of multi-GiB
+    cases needs a new server per case. Start-up and preparing the blob a get
+    row reads are outside the measured region. With ``repeat`` > 1 each case
+    runs that many times (each on a fresh server) and the best run is reported.
+    """
+    from tests.servers.local import start_azurite
+
+    results: list[Result] = []
+    for case in cases_:
+        print(f"  {case.operation:<14} {case.peer:<48}", end="", flush=True)
+        attempts = [_run_on_fresh_server(case, start_azurite) for _ in range(repeat)]
+        ok = [r for r in attempts if not r.error]
+        # The best run stands for the implementation (Azurite's speed varies run to
+        # run); peak RSS is the highest seen.
+        result = max(ok, key=_rate) if ok else attempts[0]
+        result.peak_rss_mib = max(r.peak_rss_mib for r in attempts)
+        results.append(result)
+        shown = result.error or (
+            f"{result.mb_per_s:,.0f} MB/s" if result.mb_per_s is not None else f"{result.ops_per_s:,.0f} ops/s"
+        )
+        runs = " / ".join(f"{_rate(r):,.0f}" for r in ok)
+        print(f" {shown}  peak {result.peak_rss_mib:.0f} MiB  (runs: {runs})", flush=True)
+    for case, result in zip(cases_, results, strict=True):
+        base = next(
+            (r for c, r in zip(cases_, results, strict=True) if c.baseline and c.operation == case.operation), None
+        )
+        if base is not None and not base.error and not result.error:
+            mine = result.mb_per_s if result.mb_per_s is not None else result.ops_per_s
+            theirs = base.mb_per_s if base.mb_per_s is not None else base.ops_per_s
+            result.ratio = (mine or 0) / (theirs or 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "title": title,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    return table(results, title)
+
+
+def main() -> None:
+    """Run every case against its own fresh Azurite and print the markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="256 MiB only and 200 small objects")
+    parser.add_argument("--out", default="benchmarks/results/azure.json")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best is reported (default 2)")
+    args = parser.parse_args()
+    sizes, count = ([256 * MiB], 200) if args.quick else ([256 * MiB, 1024 * MiB], 1000)
+    title = f"Azure Blob (Azurite, in memory, a fresh server per run, best of {args.repeat})" + (
+        " --quick" if args.quick else ""
+    )
+    print(run_cases(cases(sizes, count), title=title, out=Path(args.out), repeat=max(1, args.repeat)))
+
+
+if __name__ == "__main__":
+    main()
