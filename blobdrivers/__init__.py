@@ -14,6 +14,7 @@ from .driver import CallEvent, StorageDriver
 from .factory import available_drivers, create, from_config, from_url, register
 from .listing import FileInfo
 from .reader import Reader
+from .replicate import ReplicationReport, replicate
 from .writer import Writer
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "CallEvent",
     "FileInfo",
     "Reader",
+    "ReplicationReport",
     "StorageDriver",
     "Writer",
     "available_drivers",
@@ -30,4 +32,5 @@ __all__ = [
     "from_config",
     "from_url",
     "register",
+    "replicate",
 ]

@@ -41,6 +41,7 @@ from .driver import StorageDriver
 from .errors import PathNotFoundError, StorageError
 from .listing import FileInfo
 from .progress import Progress, ProgressReader, progress_wanted
+from .replicate import add_sync_parser
 
 PROG = "blobdrivers"
 #: Environment variable naming the default store's URL.
@@ -778,6 +779,8 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         "--method", type=str.upper, choices=["GET", "HEAD", "PUT"], default="GET", help="HTTP method (default GET)"
     )
     sub.add_argument("--expires", type=_expires, default=1200, metavar="DURATION", help="validity (default 20m)")
+
+    subparsers["sync"] = add_sync_parser(commands, parents=[common])
     return parser, subparsers
 
 
