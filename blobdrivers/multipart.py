@@ -56,6 +56,7 @@ class PartInfo:
     """One uploaded part of an upload in progress."""
 
     number: int
+    #: The part's tag, as :meth:`MultipartBackend.upload_part` returns it.
     etag: str
     size: int
 
@@ -104,7 +105,11 @@ class MultipartBackend(Protocol):
         """Initiate a multipart upload for ``key``; return its upload id."""
 
     def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
-        """Upload part ``number`` (1-based); return its etag. Re-sending a number replaces the part."""
+        """Upload part ``number`` (1-based); return its tag. Re-sending a number replaces the part.
+
+        A tag is opaque to the engine and given back to :meth:`complete`: the part's
+        etag, plus whatever else the service wants at completion (e.g. a checksum).
+        """
 
     def copy_part(
         self,
@@ -116,10 +121,10 @@ class MultipartBackend(Protocol):
         *,
         source_etag: str | None,
     ) -> str:
-        """Make part ``number`` a server-side copy of ``source_key`` (all of it, or ``byte_range``)."""
+        """Make part ``number`` a server-side copy of ``source_key`` (all of it, or ``byte_range``); return its tag."""
 
     def complete(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], conditions: Conditions) -> None:
-        """Publish the upload from ``(number, etag)`` pairs in ascending order, under ``conditions``."""
+        """Publish the upload from ``(number, tag)`` pairs in ascending order, under ``conditions``."""
 
     def abort(self, key: str, upload_id: str) -> None:
         """Drop the upload and its parts; an upload that no longer exists is not an error."""

@@ -194,6 +194,27 @@ def test_resume_across_instances_keeps_equal_parts(s3: S3Driver, s3_client: Any,
     s3.delete("/blobs")
 
 
+def test_parts_carry_crc32_checksums(s3: S3Driver, s3_client: Any, s3_bucket: str) -> None:
+    calls = Calls(s3)
+    s3.put("/crc", _payload(2 * CHUNK + 1, seed=7))
+    assert calls.of("CreateMultipartUpload")[0]["ChecksumAlgorithm"] == "CRC32"
+    sent = [headers for operation, headers in calls.headers if operation == "UploadPart"]
+    assert len(sent) == 3 and all(headers.get("x-amz-checksum-crc32") for headers in sent)
+    completed = calls.of("CompleteMultipartUpload")[0]["MultipartUpload"]["Parts"]
+    assert all(part["ChecksumCRC32"] and part["ETag"].startswith('"') for part in completed)
+    head = s3_client.head_object(Bucket=s3_bucket, Key="crc", ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32")
+    assert s3.get("/crc") == _payload(2 * CHUNK + 1, seed=7)
+
+
+def test_checksum_none_sends_no_checksums(params: dict[str, Any], s3_client: Any, s3_bucket: str) -> None:
+    store = S3Driver(**{**params, "checksum": "none"})
+    store.put("/plain", _payload(2 * CHUNK + 1, seed=8))
+    head = s3_client.head_object(Bucket=s3_bucket, Key="plain", ChecksumMode="ENABLED")
+    assert not head.get("ChecksumCRC32")
+    assert store.get("/plain") == _payload(2 * CHUNK + 1, seed=8)
+
+
 def test_append_to_committed_object_copies_server_side(s3: S3Driver) -> None:
     head = _payload(2 * CHUNK + 10, seed=3)
     s3.put("/a", head)
@@ -641,6 +662,7 @@ def test_presigned_get_head_put(s3: S3Driver) -> None:
         ({"secretkey": None}, "secretkey"),
         ({"bucket": None}, "bucket"),
         ({"bukket": "typo"}, "bukket"),
+        ({"checksum": "md5"}, "checksum"),
     ],
 )
 def test_bad_parameters_raise_config_error(extra: dict[str, Any], parameter: str) -> None:

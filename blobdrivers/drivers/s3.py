@@ -10,8 +10,11 @@ translation of S3 errors.
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
+import re
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -116,6 +119,58 @@ def _is_precondition(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and (_code(exc) in _PRECONDITION or _status(exc) == 412)
 
 
+# --------------------------------------------------------------------------- log redaction
+
+_REDACTIONS = (
+    # The access key id in Authorization headers and presigned queries: Credential=AKID/date/...
+    re.compile(r"(?i)(credential=)[^/\s'\",&]+"),
+    # Session tokens: request headers (dict or canonical form) and presigned queries.
+    re.compile(r"""(?i)(x-amz-security-token['"]?\s*[:=]\s*b?['"]?)[^'"&\s,}]+"""),
+    # Request signatures (Authorization header, X-Amz-Signature, botocore.auth's "Signature:" line).
+    re.compile(r"""(?i)((?:x-amz-)?signature['"]?\s*[:=]\s*b?['"]?)[0-9a-f]{16,}"""),
+    # The access key id S3 echoes in some error bodies.
+    re.compile(r"(<AWSAccessKeyId>)[^<]*"),
+)
+
+
+class _RedactingFilter(logging.Filter):
+    """Removes access key ids, session tokens and signatures from botocore's debug records.
+
+    botocore logs each request's headers (Authorization, X-Amz-Security-Token), its
+    canonical request and its signature at debug level.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is logging's problem, not ours
+            return True
+        redacted = message
+        for pattern in _REDACTIONS:
+            redacted = pattern.sub(r"\1***", redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+# Logger filters do not apply to child loggers: each logger that prints requests gets one.
+_FILTER = _RedactingFilter()
+for _name in (
+    "botocore.auth",
+    "botocore.endpoint",
+    "botocore.parsers",
+    "botocore.awsrequest",
+    "botocore.httpsession",
+    "botocore.signers",
+    "botocore.hooks",
+    "botocore.utils",
+    "botocore.retryhandler",
+    "urllib3.connectionpool",
+):
+    if _FILTER not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_FILTER)
+
+
 class S3Driver(StorageDriver):
     """Objects in an S3 bucket; parameters as distribution's S3 driver (see ``docs/drivers/s3.md``)."""
 
@@ -148,6 +203,9 @@ class S3Driver(StorageDriver):
         useragent = reader.string("useragent")
         self.object_acl = reader.choice("objectacl", "private", {value: value for value in OBJECT_ACLS})
         self.retry_mode, self.retry_attempts = _read_retries(reader, params)
+        # CRC32 of every part and single put, checked by the service: S3 then stores composite part
+        # checksums instead of hashing the whole object at completion. "none" for stores that reject them.
+        self.checksums = reader.choice("checksum", True, {"crc32": True, "none": False})
         reader.done()
 
         if "/" in self.bucket or not self.bucket.strip():
@@ -161,6 +219,8 @@ class S3Driver(StorageDriver):
         self.endpoint = _endpoint(endpoint, secure, self.name)
         self._secure = secure
         self._verify = not skipverify
+        if skipverify:
+            log.warning("s3: skipverify is set: TLS certificates of %s are NOT verified", self.endpoint or "AWS")
         self._forcepathstyle = forcepathstyle
         self._useragent = useragent
         self._credentials = (accesskey, secretkey, sessiontoken)
@@ -431,6 +491,7 @@ class _S3Backend:
                 Body=_ViewReader(data),
                 ContentLength=len(data),
                 ContentType="application/octet-stream",
+                **self._checksum_args(data),
                 **self._driver.write_args,
                 **self._condition_args(conditions),
             )
@@ -505,13 +566,21 @@ class _S3Backend:
                 codes = sorted({str(error.get("Code")) for error in errors})
                 raise StorageError(f"could not delete {len(errors)} of {len(batch)} objects ({', '.join(codes)})")
 
+    def _checksum_args(self, data: memoryview) -> dict[str, str]:
+        if not self._driver.checksums:
+            return {}
+        # zlib releases the GIL for large buffers, so parts in flight are summed in parallel.
+        return {"ChecksumCRC32": base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()}
+
     def create_upload(self, key: str) -> str:
+        checksum = {"ChecksumAlgorithm": "CRC32"} if self._driver.checksums else {}
         response = self._client.create_multipart_upload(
-            Bucket=self.bucket, Key=key, ContentType="application/octet-stream", **self._driver.write_args
+            Bucket=self.bucket, Key=key, ContentType="application/octet-stream", **checksum, **self._driver.write_args
         )
         return str(response["UploadId"])
 
     def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
+        checksum = self._checksum_args(data)
         response = self._client.upload_part(
             Bucket=self.bucket,
             Key=key,
@@ -519,8 +588,9 @@ class _S3Backend:
             PartNumber=number,
             Body=_ViewReader(data),
             ContentLength=len(data),
+            **checksum,
         )
-        return str(response["ETag"])
+        return _part_tag(response["ETag"], checksum.get("ChecksumCRC32"))
 
     def copy_part(
         self,
@@ -550,7 +620,8 @@ class _S3Backend:
             if source_etag is not None and _is_precondition(exc):
                 raise StorageError(f"/{source_key} changed during the copy") from exc
             raise
-        return str(response["CopyPartResult"]["ETag"])
+        result = response["CopyPartResult"]
+        return _part_tag(result["ETag"], result.get("ChecksumCRC32"))
 
     def complete(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], conditions: Conditions) -> None:
         try:
@@ -558,7 +629,7 @@ class _S3Backend:
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]},
+                MultipartUpload={"Parts": [_complete_entry(number, tag) for number, tag in parts]},
                 **self._condition_args(conditions),
             )
         except ClientError as exc:
@@ -587,8 +658,26 @@ class _S3Backend:
         paginator = self._client.get_paginator("list_parts")
         for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
             for part in page.get("Parts") or []:
-                parts.append(PartInfo(int(part["PartNumber"]), str(part["ETag"]), int(part["Size"])))
+                tag = _part_tag(part["ETag"], part.get("ChecksumCRC32"))
+                parts.append(PartInfo(int(part["PartNumber"]), tag, int(part["Size"])))
         return sorted(parts, key=lambda part: part.number)
+
+
+# A part's tag (opaque to the engine) is its etag, plus its CRC32 when the upload declares one: S3
+# wants both back in CompleteMultipartUpload. An etag is a quoted string, so it never holds the separator.
+_CHECKSUM_SEPARATOR = " crc32="
+
+
+def _part_tag(etag: object, checksum: object) -> str:
+    return f"{etag}{_CHECKSUM_SEPARATOR}{checksum}" if checksum else str(etag)
+
+
+def _complete_entry(number: int, tag: str) -> dict[str, Any]:
+    etag, _, checksum = tag.partition(_CHECKSUM_SEPARATOR)
+    entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
+    if checksum:
+        entry["ChecksumCRC32"] = checksum
+    return entry
 
 
 # --------------------------------------------------------------------------- streams
