@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from . import __version__, factory
 from .driver import StorageDriver
+from .drivers.filesystem import FilesystemDriver
 from .errors import PathNotFoundError, StorageError
 from .listing import FileInfo
 from .progress import Progress, ProgressReader, progress_wanted
@@ -391,6 +392,16 @@ def cmd_url(args: argparse.Namespace, ctx: _Context) -> int:
     return 0
 
 
+def cmd_cleanup(args: argparse.Namespace, ctx: _Context) -> int:
+    """Remove a filesystem store's staging leftovers older than ``--older-than``."""
+    store = ctx.stores.get(args.url)
+    if not isinstance(store, FilesystemDriver):
+        raise CommandError(f"the {store.name} driver keeps no local staging files; cleanup applies to file:// stores")
+    removed = store.cleanup(older_than=args.older_than)
+    print(f"removed {removed} staging entr{'y' if removed == 1 else 'ies'} older than {args.older_than} s")
+    return 0
+
+
 # ---------------------------------------------------------------------- transfers
 
 
@@ -565,6 +576,12 @@ def _write_local(path: str, reader: _Readable, progress: Progress) -> None:
 
 
 # ---------------------------------------------------------------------- parser
+
+
+def _age(text: str) -> int:
+    if text.strip() in {"0", "0s", "0m", "0h", "0d"}:
+        return 0
+    return _expires(text)
 
 
 def _expires(text: str) -> int:
@@ -779,6 +796,22 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         "--method", type=str.upper, choices=["GET", "HEAD", "PUT"], default="GET", help="HTTP method (default GET)"
     )
     sub.add_argument("--expires", type=_expires, default=1200, metavar="DURATION", help="validity (default 20m)")
+
+    sub = command(
+        "cleanup",
+        cmd_cleanup,
+        "Remove a filesystem store's staging leftovers (crashed puts, abandoned uploads) older than an age.",
+        "Staging entries live in the root's hidden ~staging folder. Entries touched within\n"
+        "--older-than are kept, so this is safe while the store is in use; an abandoned upload\n"
+        "that is removed can no longer be resumed.\n\n"
+        "examples:\n"
+        "  blobdrivers cleanup file:///var/lib/registry --older-than 7d\n"
+        "  blobdrivers cleanup --older-than 0   # everything, with the store idle",
+    )
+    sub.add_argument(
+        "url", nargs="?", metavar="URL", help="store URL (default: --store, $BLOBDRIVERS_URL, else the default root)"
+    )
+    sub.add_argument("--older-than", type=_age, default=86400, metavar="DURATION", help="minimum age (default 1d)")
 
     subparsers["sync"] = add_sync_parser(commands, parents=[common])
     return parser, subparsers

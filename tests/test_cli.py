@@ -16,11 +16,12 @@ import pytest
 
 import blobdrivers
 from blobdrivers import cli, factory
+from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import StorageError
 from blobdrivers.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
 
-COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url"]
+COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync"]
 MiB = 1024 * 1024
 
 
@@ -678,3 +679,22 @@ def test_size_and_duration_formats() -> None:
         "3.0 TiB",
     ]
     assert [format_duration(s) for s in (0, 9.6, 75, 3 * 3600 + 62)] == ["0:00", "0:10", "1:15", "3:01:02"]
+
+
+def test_cleanup_removes_old_staging_leftovers_only(capsys: pytest.CaptureFixture[str], fs: str) -> None:
+    store = blobdrivers.from_url(fs)
+    store.put("/kept", b"data")
+    assert isinstance(store, FilesystemDriver)
+    staging = Path(store.root) / STAGING / "tmp"
+    (staging / "old").write_bytes(b"x")
+    os.utime(staging / "old", (0, 0))
+    (staging / "new").write_bytes(b"y")
+    code, out, _ = run(capsys, "cleanup", fs, "--older-than", "1h")
+    assert code == 0 and "removed 1 staging entry" in out
+    assert sorted(os.listdir(staging)) == ["new"]
+    assert store.get("/kept") == b"data"
+
+
+def test_cleanup_refuses_stores_without_staging(capsys: pytest.CaptureFixture[str], mem: str) -> None:
+    code, _, err = run(capsys, "cleanup", mem)
+    assert code == 1 and "file://" in err
