@@ -108,6 +108,9 @@ def run_once(case: Case) -> Result:
         tail = (err.strip().splitlines() or ["?"])[-1]
         return Result(case.operation, case.peer, 0.0, None, None, peak, note=case.note, error=tail[:200])
     data = json.loads(out.strip().splitlines()[-1])
+    # The child's own high-water mark: ru_maxrss from wait4 also counts this parent's
+    # RSS (vfork/posix_spawn hand the parent's peak to the child at exec).
+    peak = data.get("peak_rss_kib", usage.ru_maxrss) / 1024
     seconds = data["seconds"]
     mb = data["bytes"] / 1e6 / seconds if "bytes" in data else None
     ops = data["ops"] / seconds if "ops" in data else None
@@ -170,7 +173,20 @@ def _child(target: str, kwargs_json: str) -> None:
     module_name, function_name = target.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
     result = function(**json.loads(kwargs_json))
-    print(json.dumps(result))
+    hwm = _own_peak_kib()
+    print(json.dumps({**result, **({"peak_rss_kib": hwm} if hwm is not None else {})}))
+
+
+def _own_peak_kib() -> int | None:
+    """This process's peak RSS since its exec (``VmHWM``, KiB), or None where /proc lacks it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,453 @@
+"""OSS driver against oss2's resumable transfers, ossfs and a raw urllib3 baseline, on our OSS-protocol server.
+
+    python -m benchmarks.bench_oss            # 256 MiB put/get, 1,000 x 4 KiB put/get
+    python -m benchmarks.bench_oss --quick    # 64 MiB put/get, 200 x 4 KiB put/get
+
+No OSS emulator exists, so the server is the project's own (``tests/servers/oss.py``,
+the one the tests use): a pure-Python ``ThreadingHTTPServer`` that keeps objects in
+memory and checks V1 signatures, Content-MD5 and computes the CRC-64 of every body it
+receives. It is started here, configured as ``tests/conftest.py`` configures it, but
+in a process of its own (``python -m benchmarks.bench_oss --serve``), so it neither
+shares a GIL with the client nor adds its memory to this process; every run of every
+row gets a fresh server. Its limit is low (one Python thread per connection, all
+behind one GIL), so compare rows with each other and with the raw row, not with OSS.
+
+Large puts upload the same file of random data (written once, so it is in the page
+cache; nobody holds it all in memory); one more row puts a stream of 8 MiB chunks of
+unknown total size. Large gets read into a reused 8 MiB buffer, except oss2's
+``resumable_download``, which can only write a file (a temporary one, deleted after).
+The raw rows are one urllib3 request each, signed with OSS's V1 header signature: a
+PUT streaming the file with a Content-Length, and a GET: the server's limit for one
+connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import email.utils
+import hashlib
+import hmac
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from benchmarks.harness import Case, MiB, Result, chunks, run, table
+
+BUFFER = 8 * MiB
+#: The driver's defaults, given to oss2's resumable transfers too (equal settings).
+PART = 10 * MiB
+THREADS = 8
+ACCESS_KEY_ID = "test-ak"
+ACCESS_KEY_SECRET = "test-sk"
+BUCKET = "bench-bucket"
+_MODULE = "benchmarks.bench_oss"
+
+
+def _read_loop(readinto: Any, size: int) -> None:
+    view = memoryview(bytearray(BUFFER))
+    total = 0
+    while got := readinto(view):
+        total += got
+    assert total == size, (total, size)
+
+
+def _oss2_bucket(endpoint: str) -> Any:
+    import oss2
+
+    # oss2's default pool holds 10 connections: enough for 8 threads.
+    return oss2.Bucket(oss2.Auth(ACCESS_KEY_ID, ACCESS_KEY_SECRET), endpoint, BUCKET)
+
+
+def _driver(endpoint: str) -> Any:
+    from blobdrivers.drivers.oss import OSSDriver
+
+    # Defaults: chunksize 10 MiB, maxconcurrency 8.
+    return OSSDriver(bucket=BUCKET, endpoint=endpoint, accesskeyid=ACCESS_KEY_ID, accesskeysecret=ACCESS_KEY_SECRET)
+
+
+def _ossfs(endpoint: str) -> Any:
+    from ossfs import OSSFileSystem
+
+    return OSSFileSystem(endpoint=endpoint, key=ACCESS_KEY_ID, secret=ACCESS_KEY_SECRET, skip_instance_cache=True)
+
+
+# ---------------------------------------------------------------------- raw V1-signed requests
+
+
+class _Raw:
+    """Single urllib3 requests signed with OSS's V1 header signature (path-style URLs)."""
+
+    def __init__(self, endpoint: str) -> None:
+        import urllib3
+
+        self.endpoint = endpoint
+        # 1 MiB send blocks for file bodies (urllib3's default is 16 KiB).
+        self.pool = urllib3.PoolManager(maxsize=4, blocksize=MiB, retries=False)
+
+    def _headers(self, verb: str, key: str, content_type: str = "") -> dict[str, str]:
+        date = email.utils.formatdate(usegmt=True)
+        # VERB \n Content-MD5 \n Content-Type \n Date \n (no x-oss-* headers) /bucket/key
+        text = f"{verb}\n\n{content_type}\n{date}\n/{BUCKET}/{key}"
+        signature = base64.b64encode(hmac.new(ACCESS_KEY_SECRET.encode(), text.encode(), hashlib.sha1).digest())
+        headers = {"Date": date, "Authorization": f"OSS {ACCESS_KEY_ID}:{signature.decode()}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def _url(self, key: str) -> str:
+        return f"{self.endpoint}/{BUCKET}/{quote(key, safe='')}"
+
+    def put(self, key: str, body: Any, size: int) -> None:
+        headers = self._headers("PUT", key, "application/octet-stream")
+        headers["Content-Length"] = str(size)
+        response = self.pool.request("PUT", self._url(key), body=body, headers=headers)
+        assert response.status == 200, (response.status, response.data[:300])
+
+    def open(self, key: str) -> Any:
+        response = self.pool.request("GET", self._url(key), headers=self._headers("GET", key), preload_content=False)
+        assert response.status == 200, response.status
+        return response
+
+    def get(self, key: str) -> bytes:
+        response = self.pool.request("GET", self._url(key), headers=self._headers("GET", key))
+        assert response.status == 200, response.status
+        return bytes(response.data)
+
+
+# ---------------------------------------------------------------------- large objects
+
+
+def large(impl: str, op: str, size: int, endpoint: str, source: str = "") -> dict[str, float]:
+    """One ``size``-byte put (of the file ``source``, or a stream) or get of the prepared object."""
+    action = _LARGE[impl](endpoint)
+    with tempfile.TemporaryDirectory(prefix="bd-bench-oss-get-") as scratch:
+        started = time.perf_counter()
+        if op == "put":
+            action["put"]("put-blob", size, source, scratch)
+        else:
+            action["get"](f"get-{size}", size, scratch)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "bytes": size}
+
+
+def _large_blobdrivers(endpoint: str) -> dict[str, Any]:
+    store = _driver(endpoint)
+
+    def put(name: str, size: int, source: str, scratch: str) -> None:
+        with open(source, "rb") as file:
+            store.put("/" + name, file)
+
+    def get(name: str, size: int, scratch: str) -> None:
+        with store.stream("/" + name) as reader:
+            _read_loop(reader.readinto, size)
+
+    return {"put": put, "get": get}
+
+
+def _large_blobdrivers_stream(endpoint: str) -> dict[str, Any]:
+    store = _driver(endpoint)
+
+    def put(name: str, size: int, source: str, scratch: str) -> None:
+        store.put("/" + name, chunks(size, BUFFER))
+
+    return {"put": put}
+
+
+def _large_oss2(endpoint: str) -> dict[str, Any]:
+    import oss2
+
+    bucket = _oss2_bucket(endpoint)
+
+    # Checkpoints of resumable transfers go to the scratch folder, not ~/.py-oss-*.
+    def put(name: str, size: int, source: str, scratch: str) -> None:
+        oss2.resumable_upload(
+            bucket,
+            name,
+            source,
+            store=oss2.ResumableStore(root=scratch),
+            multipart_threshold=PART,
+            part_size=PART,
+            num_threads=THREADS,
+        )
+
+    def get(name: str, size: int, scratch: str) -> None:
+        target = os.path.join(scratch, "download")
+        oss2.resumable_download(
+            bucket,
+            name,
+            target,
+            store=oss2.ResumableDownloadStore(root=scratch),
+            multiget_threshold=PART,
+            part_size=PART,
+            num_threads=THREADS,
+        )
+        assert os.path.getsize(target) == size
+
+    return {"put": put, "get": get}
+
+
+def _large_ossfs(endpoint: str) -> dict[str, Any]:
+    fs = _ossfs(endpoint)
+
+    def put(name: str, size: int, source: str, scratch: str) -> None:
+        # At 100 MiB and above ossfs calls oss2.resumable_upload with oss2's defaults.
+        fs.put_file(source, f"{BUCKET}/{name}")
+
+    def get(name: str, size: int, scratch: str) -> None:
+        with fs.open(f"{BUCKET}/{name}", "rb") as file:
+            _read_loop(file.readinto, size)
+
+    return {"put": put, "get": get}
+
+
+def _large_raw(endpoint: str) -> dict[str, Any]:
+    raw = _Raw(endpoint)
+
+    def put(name: str, size: int, source: str, scratch: str) -> None:
+        with open(source, "rb") as file:
+            raw.put(name, file, size)
+
+    def get(name: str, size: int, scratch: str) -> None:
+        response = raw.open(name)
+        _read_loop(response.readinto, size)
+        response.release_conn()
+
+    return {"put": put, "get": get}
+
+
+_LARGE = {
+    "blobdrivers": _large_blobdrivers,
+    "blobdrivers-stream": _large_blobdrivers_stream,
+    "oss2": _large_oss2,
+    "ossfs": _large_ossfs,
+    "raw": _large_raw,
+}
+
+
+# ---------------------------------------------------------------------- small objects
+
+
+def small(impl: str, op: str, count: int, endpoint: str) -> dict[str, float]:
+    """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
+    payload = os.urandom(4096)
+    prefix = f"small-{impl}-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}/d{i % 16}/obj{i}" for i in range(count)]
+    put, get = _small_impl(impl, endpoint)
+    if op == "get":
+        for name in names:
+            put(name, payload)
+    call = (lambda name: put(name, payload)) if op == "put" else get
+    started = time.perf_counter()
+    for name in names:
+        call(name)
+    return {"seconds": time.perf_counter() - started, "ops": count}
+
+
+def _small_impl(impl: str, endpoint: str) -> tuple[Any, Any]:
+    if impl == "blobdrivers":
+        store = _driver(endpoint)
+        return (lambda n, d: store.put("/" + n, d)), (lambda n: store.get("/" + n))
+    if impl == "oss2":
+        bucket = _oss2_bucket(endpoint)
+        return bucket.put_object, (lambda n: bucket.get_object(n).read())
+    if impl == "ossfs":
+        fs = _ossfs(endpoint)
+        return (lambda n, d: fs.pipe_file(f"{BUCKET}/{n}", d)), (lambda n: fs.cat_file(f"{BUCKET}/{n}"))
+    if impl == "raw":
+        raw = _Raw(endpoint)
+        return (lambda n, d: raw.put(n, d, len(d))), raw.get
+    raise ValueError(impl)
+
+
+def prepare(size: int, endpoint: str) -> dict[str, float]:
+    """For a get row, upload the ``size``-byte object it reads (one raw PUT)."""
+    started = time.perf_counter()
+    if size:
+        _Raw(endpoint).put(f"get-{size}", chunks(size, BUFFER), size)
+    return {"seconds": max(time.perf_counter() - started, 1e-9), "bytes": size}
+
+
+# ---------------------------------------------------------------------- the server process
+
+
+def serve() -> None:
+    """Run the OSS-protocol server (as ``tests/conftest.py`` configures it) until SIGTERM; print its endpoint."""
+    from tests.servers.oss import OssServer
+
+    # Blocked before the server's threads start (they inherit the mask), so sigwait gets them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    server = OssServer(access_key_id=ACCESS_KEY_ID, access_key_secret=ACCESS_KEY_SECRET, buckets=(BUCKET,))
+    server.start()
+    print(server.endpoint, flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop()
+
+
+class _ServerProcess:
+    def __init__(self) -> None:
+        root = Path(__file__).resolve().parent.parent
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", _MODULE, "--serve"], cwd=root, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"the OSS server did not start (said {line!r})")
+        self.endpoint = line
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---------------------------------------------------------------------- cases and main
+
+#: (implementation, row name, put note, get note)
+_PEERS = [
+    (
+        "blobdrivers",
+        "blobdrivers oss (10 MiB parts, 8 in flight)",
+        "multipart, parts CRC-64 checked",
+        "one streamed GET, CRC-64 checked",
+    ),
+    (
+        "oss2",
+        "oss2 resumable_upload/resumable_download",
+        "multipart_threshold=part_size=10 MiB, num_threads=8",
+        "8 threads of 10 MiB ranges into a file",
+    ),
+    ("ossfs", "ossfs put_file / open+readinto", "oss2 defaults: 10 MiB parts, 1 thread", "5 MiB readahead blocks"),
+]
+
+
+def cases(size: int, count: int, source: str) -> list[Case]:
+    """The cases; the endpoint is filled in per run by :func:`run_cases` (each run gets a fresh server)."""
+    label = f"{size // MiB} MiB"
+    out: list[Case] = []
+    for op in ("put", "get"):
+        raw_note = "one V1-signed PUT streaming the file" if op == "put" else "one V1-signed GET"
+        args: dict[str, Any] = {"op": op, "size": size, **({"source": source} if op == "put" else {})}
+        out.append(Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note))
+        out += [
+            Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, put if op == "put" else get)
+            for impl, name, put, get in _PEERS
+        ]
+        if op == "put":
+            out.append(
+                Case(
+                    f"{op} {label}",
+                    "blobdrivers oss, a stream of unknown size",
+                    f"{_MODULE}:large",
+                    {"impl": "blobdrivers-stream", **args},
+                    False,
+                    "10 MiB parts, 8 in flight",
+                )
+            )
+    small_names = {
+        "blobdrivers": ("blobdrivers oss", "Content-MD5 sent", ""),
+        "oss2": ("oss2 put_object/get_object", "", ""),
+        "ossfs": ("ossfs pipe_file/cat_file", "", ""),
+    }
+    for op in ("put", "get"):
+        args = {"op": op, "count": count}
+        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True))
+        out += [
+            Case(f"{op} 4 KiB", name, f"{_MODULE}:small", {"impl": impl, **args}, note=put if op == "put" else get)
+            for impl, (name, put, get) in small_names.items()
+        ]
+    return out
+
+
+def _rate(result: Result) -> float:
+    return (result.mb_per_s if result.mb_per_s is not None else result.ops_per_s) or 0.0
+
+
+def _run_on_fresh_server(case: Case) -> Result:
+    server = _ServerProcess()
+    try:
+        wanted = case.kwargs["size"] if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
+        if wanted:
+            setup = run(Case("setup", "setup", f"{_MODULE}:prepare", {"size": wanted, "endpoint": server.endpoint}))
+            if setup.error:
+                raise RuntimeError(f"set-up failed: {setup.error}")
+        kwargs = {**case.kwargs, "endpoint": server.endpoint}
+        return run(Case(case.operation, case.peer, case.target, kwargs, case.baseline, case.note))
+    finally:
+        server.stop()
+
+
+def run_cases(cases_: list[Case], *, title: str, out: Path, repeat: int = 1) -> str:
+    """Run each case ``repeat`` times, each on a fresh server; report the best run and the highest peak RSS."""
+    results: list[Result] = []
+    for case in cases_:
+        print(f"  {case.operation:<12} {case.peer:<46}", end="", flush=True)
+        attempts = [_run_on_fresh_server(case) for _ in range(repeat)]
+        ok = [r for r in attempts if not r.error]
+        result = max(ok, key=_rate) if ok else attempts[0]
+        result.peak_rss_mib = max(r.peak_rss_mib for r in attempts)
+        results.append(result)
+        shown = result.error or (
+            f"{result.mb_per_s:,.0f} MB/s" if result.mb_per_s is not None else f"{result.ops_per_s:,.0f} ops/s"
+        )
+        runs = " / ".join(f"{_rate(r):,.0f}" for r in ok)
+        print(f" {shown}  peak {result.peak_rss_mib:.0f} MiB  (runs: {runs})", flush=True)
+    for case, result in zip(cases_, results, strict=True):
+        base = next(
+            (r for c, r in zip(cases_, results, strict=True) if c.baseline and c.operation == case.operation), None
+        )
+        if base is not None and not base.error and not result.error:
+            result.ratio = _rate(result) / (_rate(base) or 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "title": title,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    return table(results, title)
+
+
+def main() -> None:
+    """Run every case against its own fresh OSS-protocol server and print the markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="64 MiB and 200 small objects")
+    parser.add_argument("--out", default="benchmarks/results/oss.json")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best is reported (default 2)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve()
+        return
+    size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
+    title = f"OSS (tests/servers/oss.py, pure Python, a fresh server per run, best of {args.repeat})" + (
+        " --quick" if args.quick else ""
+    )
+    with tempfile.TemporaryDirectory(prefix="bd-bench-oss-") as folder:
+        source = os.path.join(folder, "source")
+        with open(source, "wb") as file:
+            for chunk in chunks(size, BUFFER):
+                file.write(chunk)
+        table_ = run_cases(cases(size, count, source), title=title, out=Path(args.out), repeat=max(1, args.repeat))
+    print(table_)
+
+
+if __name__ == "__main__":
+    main()
