@@ -27,6 +27,7 @@ import io
 import itertools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +42,8 @@ from .writer import Conditions
 log = logging.getLogger("blobdrivers.multipart")
 
 NO_CONDITIONS = Conditions()
+#: Services report initiation times in whole seconds (OSS) or milliseconds (S3).
+_CLOCK_RESOLUTION = 1.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,24 @@ class ObjectInfo:
 
     size: int
     etag: str | None
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    """What :meth:`MultipartBackend.create_upload` started."""
+
+    upload_id: str
+    #: Whether an earlier attempt of the request may have created an upload whose answer was lost.
+    retried: bool = False
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """One upload in progress, as a listing reports it."""
+
+    upload_id: str
+    #: When the service initiated it: seconds since the epoch, on the service's clock.
+    initiated: float
 
 
 @dataclass(frozen=True)
@@ -101,8 +122,8 @@ class MultipartBackend(Protocol):
     def delete_objects(self, keys: Sequence[str]) -> None:
         """Delete ``keys``; missing ones are not an error."""
 
-    def create_upload(self, key: str) -> str:
-        """Initiate a multipart upload for ``key``; return its upload id."""
+    def create_upload(self, key: str) -> NewUpload:
+        """Initiate a multipart upload for ``key`` (retrying transient failures); say whether it retried."""
 
     def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
         """Upload part ``number`` (1-based); return its tag. Re-sending a number replaces the part.
@@ -129,8 +150,8 @@ class MultipartBackend(Protocol):
     def abort(self, key: str, upload_id: str) -> None:
         """Drop the upload and its parts; an upload that no longer exists is not an error."""
 
-    def list_uploads(self, key: str) -> list[str]:
-        """Ids of the uploads in progress for exactly ``key``, oldest first."""
+    def list_uploads(self, key: str) -> list[UploadInfo]:
+        """The uploads in progress for exactly ``key``, oldest first."""
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         """The parts of an upload, by ascending number."""
@@ -301,7 +322,7 @@ class MultipartEngine:
                 size, self.chunk_size, max_parts=backend.max_parts, max_part_size=backend.max_part_size
             )
             sizes = itertools.repeat(part_size, backend.max_parts)
-        upload_id = backend.create_upload(key)
+        upload_id = self.create_upload(key)
         try:
             etags = upload_parts(
                 source,
@@ -332,7 +353,7 @@ class MultipartEngine:
         part_size = part_size_for(
             source.size, self.copy_chunk_size, max_parts=backend.max_parts, max_part_size=backend.copy_part_max
         )
-        upload_id = backend.create_upload(key)
+        upload_id = self.create_upload(key)
         try:
             tasks = [
                 _bind_copy(
@@ -392,7 +413,7 @@ class MultipartEngine:
             return
         scratch: list[str] = []
         scratch_lock = threading.Lock()
-        upload_id = backend.create_upload(key)
+        upload_id = self.create_upload(key)
         try:
             tasks = [
                 self._cat_part_task(key, upload_id, number, part, sources, found, scratch, scratch_lock)
@@ -443,7 +464,7 @@ class MultipartEngine:
             hidden = f"{backend.hidden_prefix}cat/{uuid.uuid4().hex}"
             with scratch_lock:
                 scratch.append(hidden)
-            inner = backend.create_upload(hidden)
+            inner = self.create_upload(hidden)
             try:
                 piece = part.pieces[0]
                 info = infos[piece.source]
@@ -473,6 +494,52 @@ class MultipartEngine:
             offset += piece.size
         return view
 
+    # ------------------------------------------------------------------ uploads
+
+    def create_upload(self, key: str) -> str:
+        """Initiate an upload for ``key``; return its id.
+
+        When the backend had to retry, an earlier attempt may have created an upload
+        whose answer was lost: nobody knows its id, so nobody would ever abort it.
+        Such orphans are looked for and aborted before this returns (see
+        :meth:`_abort_orphans`).
+        """
+        started = time.monotonic()
+        created = self.backend.create_upload(key)
+        if created.retried:
+            self._abort_orphans(key, created.upload_id, time.monotonic() - started)
+        return created.upload_id
+
+    def _abort_orphans(self, key: str, upload_id: str, elapsed: float) -> None:
+        """Abort the uploads of ``key`` that lost attempts of the create of ``upload_id`` may have made.
+
+        An orphan was initiated after the first attempt was sent and before the
+        attempt that made ``upload_id``: within ``elapsed`` seconds before it, on the
+        service's clock (so client clock skew does not matter). It has no parts and
+        no parked tail yet. Another create for the same key in that same second
+        cannot be told apart from an orphan and is aborted too; its upload then fails
+        with a :class:`StorageError` before publishing anything, so no data is lost.
+        A failure here is logged and leaves the orphan to the bucket's lifecycle rule.
+        """
+        backend = self.backend
+        try:
+            uploads = backend.list_uploads(key)
+            mine = next((upload for upload in uploads if upload.upload_id == upload_id), None)
+            if mine is None:
+                return
+            earliest = mine.initiated - elapsed - _CLOCK_RESOLUTION
+            for upload in uploads:
+                if upload.upload_id == upload_id or not earliest <= upload.initiated <= mine.initiated:
+                    continue
+                if backend.list_parts(key, upload.upload_id):
+                    continue
+                if next(iter(backend.list_keys(self.upload_folder(key, upload.upload_id))), None) is not None:
+                    continue
+                log.debug("aborting an upload of /%s orphaned by a retried create", key)
+                backend.abort(key, upload.upload_id)
+        except Exception as exc:
+            log.debug("looking for uploads of /%s orphaned by a retried create failed: %s", key, type(exc).__name__)
+
     # ------------------------------------------------------------------ writer
 
     def writer(self, key: str, append: bool) -> ResumableWriter:
@@ -485,7 +552,7 @@ class MultipartEngine:
         raises :class:`PathNotFoundError` when nothing is committed either.
         """
         backend = self.backend
-        uploads = backend.list_uploads(key)
+        uploads = [upload.upload_id for upload in backend.list_uploads(key)]
         if not append:
             for upload_id in uploads:
                 self._abort_quietly(key, upload_id)
@@ -529,7 +596,7 @@ class MultipartEngine:
         upload_id: str | None = None
         parts: dict[int, str] = {}
         if whole:
-            upload_id = backend.create_upload(key)
+            upload_id = self.create_upload(key)
             try:
                 tasks = [
                     _bind_copy(backend, key, upload_id, n + 1, key, (n * part_size, (n + 1) * part_size), info.etag)
@@ -772,7 +839,7 @@ class ResumableWriter:
             return
         if self._upload_id is None:
             # Even an empty writer needs an upload: it is what a resume finds.
-            self._upload_id = self._backend.create_upload(self._key)
+            self._upload_id = self._engine.create_upload(self._key)
         done = len(self._parts)
         if self._buffer:
             self._backend.put_object(
@@ -809,7 +876,7 @@ class ResumableWriter:
         try:
             self._raise_failure()
             if self._upload_id is None:
-                self._upload_id = self._backend.create_upload(self._key)
+                self._upload_id = self._engine.create_upload(self._key)
             part = bytes(data) if copy or isinstance(data, memoryview) else data
             number = self._next
             self._next += 1

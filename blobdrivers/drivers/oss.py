@@ -41,13 +41,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import crcmod
 import oss2
 import requests
 import urllib3
 from oss2.exceptions import ClientError as OssClientError
 from oss2.exceptions import InconsistentError, OssError, RequestError
 from oss2.models import PartInfo as OssPartInfo
-from oss2.utils import Crc64
 
 from .. import paths
 from ..clients import ProcessLocal
@@ -60,7 +60,7 @@ from ..errors import (
     UnsupportedMethodError,
 )
 from ..listing import FileInfo, walk_flat
-from ..multipart import MultipartEngine, ObjectInfo, PartInfo
+from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ..params import GiB, KiB, MiB, Params
 from ..reader import RangeReader, ReopeningReader
 from ..retry import RetryPolicy
@@ -211,6 +211,21 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def _scrub(exc: OssError) -> None:
+    """Remove the access key id and signature OSS echoes in errors from ``exc`` (kept as ``__cause__``)."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    for key in ("OSSAccessKeyId", "AccessKeyId", "SignatureProvided"):
+        if key in details:
+            details[key] = "***"
+    body = exc.body
+    if isinstance(body, bytes | str):
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        for pattern in _REDACTIONS:
+            text = pattern.sub(r"\1***", text)
+        exc.body = text.encode() if isinstance(body, bytes) else text
+    exc.args = (exc.status, exc.headers, exc.body, exc.details)
+
+
 _FILTER = _RedactingFilter()
 for _name in ("oss2", "oss2.api", "oss2.http", "oss2.auth", "oss2.utils", "oss2.resumable", "oss2.models"):
     if _FILTER not in logging.getLogger(_name).filters:
@@ -242,6 +257,7 @@ class OSSDriver(StorageDriver):
         self.concurrency = reader.integer("maxconcurrency", 8, minimum=1, maximum=256)
         rootdirectory = reader.string("rootdirectory", "") or ""
         self.retry_attempts = reader.integer("retries", 5, minimum=1, maximum=20)
+        self._skipverify = reader.boolean("skipverify", False)
         reader.done()
 
         if not _BUCKET_NAME.fullmatch(self.bucket):
@@ -254,6 +270,8 @@ class OSSDriver(StorageDriver):
             raise ConfigError("parameter 'encryptionkeyid' (a KMS key) needs 'encrypt' set to true", driver=self.name)
         self.endpoint = _endpoint(endpoint, region, internal, secure, self.name)
         self._credentials = (accesskeyid, accesskeysecret)
+        if self._skipverify:
+            log.warning("oss: skipverify is set: TLS certificates of %s are NOT verified", self.endpoint)
 
         super().__init__(params, rootdirectory=rootdirectory, chunk_size=chunk_size)
         #: Headers of every request that creates an object (not of parts: OSS takes them at initiation).
@@ -264,6 +282,9 @@ class OSSDriver(StorageDriver):
                 self.create_headers["x-oss-server-side-encryption-key-id"] = keyid
         self.retry = RetryPolicy.with_attempts(self.retry_attempts)
         self._client: ProcessLocal[oss2.Bucket] = ProcessLocal(self._make_client)
+        # Reads are CRC-checked by _CrcCheckedReader (which also covers resumed ranges), so oss2
+        # need not hash them a second time.
+        self._read_client: ProcessLocal[oss2.Bucket] = ProcessLocal(lambda: self._make_client(enable_crc=False))
         self._backend = _OSSBackend(self)
         self.engine = MultipartEngine(
             self._backend, chunk_size=chunk_size, concurrency=self.concurrency, copy_chunk_size=COPY_CHUNK
@@ -276,10 +297,15 @@ class OSSDriver(StorageDriver):
         """The oss2 Bucket of this process (created on first use; recreated after ``fork``)."""
         return self._client.get()
 
-    def _make_client(self) -> oss2.Bucket:
+    def _make_client(self, *, enable_crc: bool = True) -> oss2.Bucket:
         accesskeyid, accesskeysecret = self._credentials
         # Parallel parts of concurrent transfers share the pool: more connections than parts.
         session = oss2.Session(pool_size=max(10, 2 * self.concurrency))
+        if self._skipverify:
+            # requests lets REQUESTS_CA_BUNDLE override session.verify unless trust_env is off.
+            session.session.trust_env = False
+            session.session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
+            session.session.verify = False
         return oss2.Bucket(
             oss2.Auth(accesskeyid, accesskeysecret),
             self.endpoint,
@@ -287,7 +313,7 @@ class OSSDriver(StorageDriver):
             session=session,
             connect_timeout=(10, 120),  # oss2 hands this to requests: (connect, read) seconds
             app_name="blobdrivers",
-            enable_crc=True,
+            enable_crc=enable_crc,
         )
 
     def _hidden_prefix(self) -> str:
@@ -346,7 +372,7 @@ class OSSDriver(StorageDriver):
             headers["If-Match"] = _quote(etag)
         byte_range = None if start == 0 and end is None else (start, None if end is None else end - 1)
         try:
-            result = self.client.get_object(key, byte_range=byte_range, headers=headers)
+            result = self._read_client.get().get_object(key, byte_range=byte_range, headers=headers)
         except OssError as exc:
             if reopening and _is_precondition(exc):
                 raise StorageError(f"/{key} was replaced while it was being read") from exc
@@ -462,6 +488,7 @@ class OSSDriver(StorageDriver):
         if isinstance(exc, OssClientError):
             return StorageError(f"oss2 refused the request for {path} (ClientError)")
         if isinstance(exc, OssError):
+            _scrub(exc)
             code, status = _code(exc) or "unknown", _status(exc)
             if _is_not_found(exc):
                 return PathNotFoundError(f"no file at {path}")
@@ -609,20 +636,23 @@ class _OSSBackend:
 
     # ------------------------------------------------------------------ multipart
 
-    def create_upload(self, key: str) -> str:
+    def create_upload(self, key: str) -> NewUpload:
         headers = {"Content-Type": "application/octet-stream", **self._driver.create_headers}
-        # Not idempotent: a retry after a lost answer would leave an orphan upload.
-        result = self._call(
-            lambda: self._client.init_multipart_upload(key, headers=headers),
-            f"initiate upload /{key}",
-            idempotent=False,
-        )
+        attempts = 0
+
+        def initiate() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._client.init_multipart_upload(key, headers=headers)
+
+        # Retried like an idempotent request: the engine aborts what a lost answer orphaned.
+        result = self._call(initiate, f"initiate upload /{key}")
         upload_id = str(result.upload_id)
         with self._crc_lock:
             self._part_crcs[upload_id] = {}
             while len(self._part_crcs) > self.tracked_uploads:
                 self._part_crcs.popitem(last=False)
-        return upload_id
+        return NewUpload(upload_id, retried=attempts > 1)
 
     def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
         # Re-sending a part under its number replaces it: safe to retry. oss2 checks its CRC-64.
@@ -695,7 +725,7 @@ class _OSSBackend:
                 raise
         self._forget(upload_id)
 
-    def list_uploads(self, key: str) -> list[str]:
+    def list_uploads(self, key: str) -> list[UploadInfo]:
         found: list[tuple[int, int, str]] = []
         key_marker = upload_id_marker = ""
         while True:
@@ -716,7 +746,7 @@ class _OSSBackend:
             if not page.is_truncated:
                 break
             key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
-        return [upload_id for _, _, upload_id in sorted(found)]
+        return [UploadInfo(upload_id, float(initiated)) for initiated, _, upload_id in sorted(found)]
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         parts: list[PartInfo] = []
@@ -856,6 +886,11 @@ class _Body:
             log.debug("closing a response body failed: %s", type(exc).__name__)
 
 
+# OSS's CRC-64 (ECMA-182, reflected), as oss2.utils.Crc64 defines it. Built once: building a
+# crcmod function costs about as much as a small GET.
+_CRC64 = crcmod.Crc(0x142F0E1EBA9EA3693, initCrc=0, rev=True, xorOut=0xFFFFFFFFFFFFFFFF)
+
+
 class _CrcCheckedReader:
     """Verifies a whole-object read against the object's CRC-64 once its last byte is delivered."""
 
@@ -865,14 +900,14 @@ class _CrcCheckedReader:
         self._expected = expected
         self._size = size
         self._seen = 0
-        self._crc = Crc64()
+        self._crc = _CRC64.new()
 
     def readinto(self, buffer: memoryview) -> int:
         got = self._inner.readinto(buffer)
         if got:
             self._crc.update(buffer[:got])
             self._seen += got
-            if self._seen == self._size and self._crc.crc != self._expected:
+            if self._seen == self._size and self._crc.crcValue != self._expected:
                 raise StorageError(f"CRC-64 mismatch reading /{self._key}: the data was corrupted in transit")
         return got
 

@@ -39,7 +39,7 @@ from ..clients import ProcessLocal
 from ..driver import StorageDriver
 from ..errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
 from ..listing import FileInfo, walk_flat
-from ..multipart import MultipartEngine, ObjectInfo, PartInfo
+from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ..params import GiB, MiB, Params
 from ..reader import RangeReader
 from ..retry import RetryPolicy
@@ -572,12 +572,13 @@ class _S3Backend:
         # zlib releases the GIL for large buffers, so parts in flight are summed in parallel.
         return {"ChecksumCRC32": base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()}
 
-    def create_upload(self, key: str) -> str:
+    def create_upload(self, key: str) -> NewUpload:
         checksum = {"ChecksumAlgorithm": "CRC32"} if self._driver.checksums else {}
         response = self._client.create_multipart_upload(
             Bucket=self.bucket, Key=key, ContentType="application/octet-stream", **checksum, **self._driver.write_args
         )
-        return str(response["UploadId"])
+        retries = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        return NewUpload(str(response["UploadId"]), retried=bool(retries))
 
     def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
         checksum = self._checksum_args(data)
@@ -643,7 +644,7 @@ class _S3Backend:
             if _code(exc) != "NoSuchUpload" and _status(exc) != 404:
                 raise
 
-    def list_uploads(self, key: str) -> list[str]:
+    def list_uploads(self, key: str) -> list[UploadInfo]:
         found: list[tuple[datetime, int, str]] = []
         paginator = self._client.get_paginator("list_multipart_uploads")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
@@ -651,7 +652,7 @@ class _S3Backend:
                 if upload["Key"] == key:
                     # Listing order breaks ties: S3 lists one key's uploads oldest first.
                     found.append((_aware(upload["Initiated"]), len(found), str(upload["UploadId"])))
-        return [upload_id for _, _, upload_id in sorted(found)]
+        return [UploadInfo(upload_id, initiated.timestamp()) for initiated, _, upload_id in sorted(found)]
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         parts: list[PartInfo] = []
