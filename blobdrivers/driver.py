@@ -213,7 +213,7 @@ class StorageDriver(abc.ABC):
         if (
             isinstance(expires_in, bool)
             or not isinstance(expires_in, int | float)
-            or not 0 < expires_in <= self.max_url_expiry
+            or not 1 <= expires_in <= self.max_url_expiry
         ):
             raise ValueError(f"expires_in must be between 1 and {self.max_url_expiry} seconds, not {expires_in!r}")
         with self._call("url_for", path):

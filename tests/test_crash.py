@@ -20,8 +20,9 @@ import pytest
 
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.errors import PathNotFoundError, StorageError
+from tests.scale import SCALE
 
-TRIALS_PER_OPERATION = 25
+TRIALS_PER_OPERATION = 25 * SCALE
 MiB = 1024 * 1024
 
 

@@ -10,8 +10,11 @@ from hypothesis import HealthCheck, settings
 from blobdrivers.drivers.filesystem import FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from tests.model import machine_for
+from tests.scale import SCALE
 
-_SETTINGS = settings(max_examples=150, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck))
+_SETTINGS = settings(
+    max_examples=150 * SCALE, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
+)
 _ROOT = tempfile.mkdtemp(prefix="bd-model-")
 
 TestInMemoryModel = machine_for(lambda: InMemoryDriver(chunksize=16)).TestCase

@@ -17,6 +17,7 @@ from blobdrivers import StorageDriver
 from blobdrivers.drivers.filesystem import FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import InvalidPathError, PathNotFoundError, StorageError
+from tests.scale import SCALE
 
 TRICKS = [
     "/..",
@@ -98,7 +99,7 @@ def _exercise(store: StorageDriver, path: Any, also: tuple[type[Exception], ...]
             store.delete(leftover)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 @given(path=PATHS)
 def test_filesystem_fuzzed_paths_stay_inside_root(sandbox: Any, path: Any) -> None:
     store, outside = sandbox
@@ -110,7 +111,7 @@ def test_filesystem_fuzzed_paths_stay_inside_root(sandbox: Any, path: Any) -> No
         store.delete("/" + p.name)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=list(HealthCheck))
 @given(path=st.one_of(PATHS, st.integers(), st.none(), st.binary(max_size=10)))
 def test_inmemory_fuzzed_paths_give_documented_errors(path: Any) -> None:
     _exercise(InMemoryDriver(), path)

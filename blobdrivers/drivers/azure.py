@@ -310,6 +310,7 @@ class AzureDriver(StorageDriver):
         chunk_size = reader.size("chunksize", 4 * MiB, minimum=16 * KiB, maximum=MAX_BLOCK_SIZE)
         self.max_concurrency = reader.integer("maxconcurrency", 8, minimum=1, maximum=64)
         self.retries = reader.integer("retries", 5, minimum=0, maximum=20, aliases=("maxretries",))
+        self._skipverify = reader.boolean("skipverify", False)
         reader.done()
         if not _CONTAINER_NAME.fullmatch(container):
             raise ConfigError(
@@ -337,6 +338,8 @@ class AzureDriver(StorageDriver):
         self._delegation: tuple[UserDelegationKey, datetime] | None = None
         self._delegation_lock = threading.Lock()
         _install_log_redaction()
+        if self._skipverify:
+            log.warning("azure: skipverify is set: TLS certificates of %s are NOT verified", self._auth.account_url)
 
     # ------------------------------------------------------------------ clients
 
@@ -356,9 +359,10 @@ class AzureDriver(StorageDriver):
         session.trust_env = False
         session.proxies.update(requests.utils.get_environ_proxies(self._auth.account_url))
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-        transport = RequestsTransport(session=session, session_owner=True)
+        # The transport passes its own verify setting with every request, overriding the session's.
+        verify: bool | str = False if self._skipverify else (bundle or True)
+        session.verify = verify
+        transport = RequestsTransport(session=session, session_owner=True, connection_verify=verify)
         options: dict[str, Any] = {
             "transport": transport,
             "retry_policy": _Retry(self._retry_policy, self.retries),
@@ -822,6 +826,12 @@ class AzureDriver(StorageDriver):
         except HttpResponseError as exc:
             if publish and _is_condition_failure(exc) and self._published(target, publish):
                 return
+            if not conditions and _status(exc) == 412:
+                # Only the source is guarded, so it changed (Azurite says ConditionNotMet, not SourceConditionNotMet).
+                raise StorageError(
+                    f"a source of {self._logical('/' + target.blob_name)} changed during the operation "
+                    f"({_error_code(exc) or 'HTTP 412'})"
+                ) from exc
             raise
 
     def _async_copy(

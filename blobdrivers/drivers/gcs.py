@@ -342,6 +342,7 @@ class GCSDriver(StorageDriver):
         chunk_size = reader.size("chunksize", 16 * MiB, minimum=ALIGN, maximum=5 * GiB, multiple_of=ALIGN)
         self.max_concurrency = reader.integer("maxconcurrency", 8, minimum=1, maximum=256)
         retries = reader.integer("retries", 8, minimum=0, maximum=100)
+        self._skipverify = reader.boolean("skipverify", False)
         reader.done()
         if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
             raise ConfigError(
@@ -363,6 +364,8 @@ class GCSDriver(StorageDriver):
         self._upload_api = f"{self.endpoint}/upload/storage/v1/b/{bucket}/o"
         self._download_api = f"{self.endpoint}/download/storage/v1/b/{bucket}/o"
         self._clients: ProcessLocal[_Client] = ProcessLocal(self._make_client)
+        if self._skipverify:
+            log.warning("gcs: skipverify is set: TLS certificates of %s are NOT verified", self.endpoint)
 
     # ------------------------------------------------------------------ set-up
 
@@ -427,9 +430,11 @@ class GCSDriver(StorageDriver):
                 f"({type(exc).__name__})",
                 driver=self.name,
             ) from None
+        # The type is named only when it is one of Google's: any other text came from a secret.
+        known = kind in ("external_account", "external_account_authorized_user", "impersonated_service_account")
         raise ConfigError(
             f"invalid value {shown} for parameter {parameter!r}: expected a service_account or authorized_user "
-            f"key, not type {kind!r}",
+            f"key, not type {repr(kind) if known else '(hidden)'}",
             driver=self.name,
         )
 
@@ -451,10 +456,17 @@ class GCSDriver(StorageDriver):
             "timeout": urllib3.Timeout(connect=TIMEOUT[0], read=TIMEOUT[1]),
             "ca_certs": bundle,
         }
+        if self._skipverify:
+            options["cert_reqs"] = "CERT_NONE"
         pool = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
         http = AuthorizedHttp(credentials, http=pool)  # type: ignore[no-untyped-call]
         # The SDK client (batch deletes, URL signing) keeps its requests session.
         session: Any = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        if self._skipverify:
+            # requests lets REQUESTS_CA_BUNDLE override session.verify unless trust_env is off.
+            session.trust_env = False
+            session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
+            session.verify = False
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)

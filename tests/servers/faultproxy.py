@@ -5,20 +5,35 @@ to the upstream server (one upstream connection per request) and, at a
 configurable rate, injects one of these faults instead:
 
 * ``error``: answer 500 or 503 without forwarding, with the backend's own error
-  body (``error_body(status)`` gives body and content type: S3 ``SlowDown``,
-  Azure ``ServerBusy``, ...);
-* ``reset_request``: read part of the request, then reset the connection (RST);
-* ``reset_response``: forward, relay a random part of the response, then reset;
+  body and headers (``error_body(status, method)``; see :func:`s3_error`,
+  :func:`azure_error`, :func:`gcs_error` and :func:`oss_error`);
+* ``reset_request``: read the head and a random part of the body (up to all of
+  it), then reset the connection (RST): the upstream never sees the request;
+* ``reset_response``: forward, relay a random part of the response (at most
+  ``cut_max`` bytes, head included), then reset: the upstream *did* the request;
 * ``stall``: wait ``stall_seconds`` before forwarding.
 
-``Location`` headers naming the upstream are rewritten to the proxy (GCS resumable
-session URIs). Faults are counted in ``stats``; ``enabled`` switches them off for
-set-up and checks. Loopback only; every connection and thread ends with ``stop()``.
+The fault of each request is drawn from one ``random.Random(seed)`` in arrival
+order: with one client thread a run is exactly reproducible; with parallel
+requests the sequence of draws is, but which request meets which draw depends on
+scheduling.
+
+``Expect: 100-continue`` is answered by the proxy itself (and not forwarded), so
+clients that wait for it (botocore) do not stall. ``Location`` headers naming the
+upstream are rewritten to the proxy (GCS resumable session URIs). Counts are in
+``stats`` (``requests`` seen with faults on, one entry per fault kind, ``quiet``
+for requests forwarded with faults off) and the faulted requests in ``events``;
+``enabled`` switches faults off for set-up and checks; ``select`` and ``limit``
+aim faults at chosen requests (say, exactly one lost answer to a commit). Loopback only;
+every connection and thread ends with ``stop()``.
 """
 
 from __future__ import annotations
 
+import base64
+import collections
 import contextlib
+import json
 import random
 import socket
 import struct
@@ -27,15 +42,84 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
-ErrorBody = Callable[[int], tuple[bytes, str]]
+#: ``(status, method) -> (body, content type, extra headers)``: a backend's own error answer.
+ErrorBody = Callable[[int, str], tuple[bytes, str, dict[str, str]]]
 
 MODES = ("error", "reset_request", "reset_response", "stall")
 
+_REASONS = {500: "Internal Server Error", 503: "Service Unavailable"}
 
-def _plain_error(status: int) -> tuple[bytes, str]:
-    return b"injected fault", "text/plain"
+
+def plain_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
+    """A text body: for backends whose clients only look at the status."""
+    return b"injected fault", "text/plain", {}
+
+
+def s3_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
+    """S3's XML error: ``SlowDown`` for 503, ``InternalError`` for 500."""
+    code, message = (
+        ("SlowDown", "Please reduce your request rate.")
+        if status == 503
+        else ("InternalError", "We encountered an internal error. Please try again.")
+    )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        "<RequestId>FAULTPROXY</RequestId><HostId>faultproxy</HostId></Error>"
+    ).encode()
+    return body, "application/xml", {"x-amz-request-id": "FAULTPROXY"}
+
+
+def azure_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
+    """Azure Storage's XML error with ``x-ms-error-code``: ``ServerBusy`` (503) or ``InternalError`` (500)."""
+    code, message = (
+        ("ServerBusy", "The server is currently unable to receive requests. Please retry your request.")
+        if status == 503
+        else ("InternalError", "The server encountered an internal error. Please retry the request.")
+    )
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f"<Error><Code>{code}</Code><Message>{message}\nRequestId:faultproxy\nTime:2024-01-01T00:00:00Z"
+        "</Message></Error>"
+    ).encode()
+    return body, "application/xml", {"x-ms-error-code": code, "x-ms-request-id": "faultproxy"}
+
+
+def gcs_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
+    """The GCS JSON API error: ``backendError`` (503) or ``internalError`` (500)."""
+    reason = "backendError" if status == 503 else "internalError"
+    message = "Backend Error" if status == 503 else "Internal Error"
+    body = json.dumps(
+        {
+            "error": {
+                "code": status,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": reason}],
+            }
+        }
+    ).encode()
+    return body, "application/json; charset=UTF-8", {}
+
+
+def oss_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
+    """OSS's XML error (``ServiceUnavailable`` / ``InternalError``); for HEAD also in ``x-oss-err``, as OSS does."""
+    code, message = (
+        ("ServiceUnavailable", "Please reduce your request rate.")
+        if status == 503
+        else ("InternalError", "We encountered an internal error. Please try again.")
+    )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        "<RequestId>FAULTPROXY</RequestId><HostId>faultproxy</HostId></Error>"
+    ).encode()
+    headers = {"x-oss-request-id": "FAULTPROXY"}
+    if method == "HEAD":
+        headers["x-oss-err"] = base64.b64encode(body).decode("ascii")
+    return body, "application/xml", headers
 
 
 @dataclass
@@ -46,10 +130,18 @@ class FaultProxy:
     rate: float = 0.05
     seed: int = 0
     modes: tuple[str, ...] = MODES
-    error_body: ErrorBody = _plain_error
+    error_body: ErrorBody = plain_error
     stall_seconds: float = 0.3
+    #: A ``reset_response`` relays at most this many bytes before the reset.
+    cut_max: int = 1024 * 1024
     enabled: bool = True
+    #: Only requests whose request line (``"PUT /path?query HTTP/1.1"``) it accepts may get a fault.
+    select: Callable[[str], bool] | None = None
+    #: Inject at most this many faults (None: no limit).
+    limit: int | None = None
     stats: Counter[str] = field(default_factory=Counter)
+    #: ``(mode, request line)`` of the most recent faulted requests.
+    events: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=10_000))
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
@@ -78,6 +170,9 @@ class FaultProxy:
         self._listener.close()
         with self._lock:
             for sock in list(self._sockets):
+                # shutdown() wakes a thread blocked reading the socket; close() alone does not.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
                 _close(sock)
         for thread in list(self._threads):
             thread.join(timeout=5)
@@ -87,6 +182,18 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def reset_stats(self) -> None:
+        """Zero the counters and forget the events (the random sequence goes on)."""
+        with self._lock:
+            self.stats.clear()
+            self.events.clear()
+
+    @property
+    def faults(self) -> int:
+        """Faults injected since the last :meth:`reset_stats`."""
+        with self._lock:
+            return sum(count for mode, count in self.stats.items() if mode in MODES)
 
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
@@ -103,14 +210,27 @@ class FaultProxy:
 
     # ------------------------------------------------------------------ requests
 
-    def _choose(self) -> str | None:
+    def _choose(self, request_line: bytes) -> str | None:
         with self._lock:
+            if not self.enabled:
+                self.stats["quiet"] += 1  # forwarded while faults were off
+                return None
             self.stats["requests"] += 1
-            if not self.enabled or self._rng.random() >= self.rate:
+            line = request_line.decode("latin-1")
+            if self.select is not None and not self.select(line):
+                return None
+            if self.limit is not None and sum(self.stats[mode] for mode in MODES) >= self.limit:
+                return None
+            if self._rng.random() >= self.rate:
                 return None
             mode = self._rng.choice(self.modes)
             self.stats[mode] += 1
+            self.events.append((mode, line))
             return mode
+
+    def _draw(self, upper: int) -> int:
+        with self._lock:
+            return self._rng.randrange(0, max(1, upper))
 
     def _serve(self, client: socket.socket) -> None:
         reader = client.makefile("rb")
@@ -129,29 +249,38 @@ class FaultProxy:
                 self._sockets.discard(client)
             _close(client)
 
-    def _handle(self, client: socket.socket, reader: object, head: bytes) -> bool:
+    def _handle(self, client: socket.socket, reader: BinaryIO, head: bytes) -> bool:
         """Serve one request; return False when the client connection is finished."""
         request_line, headers = _parse_head(head)
-        body = _read_body(reader, headers)
-        mode = self._choose()
+        method = request_line.split(b" ", 1)[0].decode("latin-1").upper()
+        mode = self._choose(request_line)
+        fields = {k.lower(): v for k, v in headers}
+        if fields.get(b"expect", b"").lower() == b"100-continue":
+            # Answer the interim response here: the upstream gets the body with the head.
+            client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            headers = [(k, v) for k, v in headers if k.lower() != b"expect"]
         if mode == "reset_request":
+            length = _content_length(fields)
+            if length:
+                reader.read(self._draw(length))
             _reset(client)
             return False
+        body = _read_body(reader, fields)
         if mode == "error":
-            status = self._rng.choice((500, 503))
-            payload, content_type = self.error_body(status)
-            reason = "Internal Server Error" if status == 500 else "Service Unavailable"
-            client.sendall(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                + payload
-            )
+            status = 500 if self._draw(2) == 0 else 503
+            payload, content_type, extra = self.error_body(status, method)
+            lines = [
+                f"HTTP/1.1 {status} {_REASONS[status]}",
+                f"Content-Type: {content_type}",
+                f"Content-Length: {len(payload)}",
+                "Connection: close",
+                *(f"{key}: {value}" for key, value in extra.items()),
+            ]
+            client.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (b"" if method == "HEAD" else payload))
             return False
         if mode == "stall":
             time.sleep(self.stall_seconds)
-        cut = None
-        if mode == "reset_response":
-            cut = self._rng.randrange(0, 64 * 1024)
+        cut = self._draw(self.cut_max) if mode == "reset_response" else None
         return self._forward(client, request_line, headers, body, cut)
 
     def _forward(
@@ -164,10 +293,12 @@ class FaultProxy:
     ) -> bool:
         forwarded = [(k, v) for k, v in headers if k.lower() not in (b"connection", b"keep-alive")]
         forwarded.append((b"Connection", b"close"))
-        raw = request_line + b"\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in forwarded) + b"\r\n" + body
+        raw = request_line + b"\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in forwarded) + b"\r\n"
         with socket.create_connection(self._upstream_addr, timeout=120) as upstream:
             upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             upstream.sendall(raw)
+            if body:
+                upstream.sendall(body)
             upstream_reader = upstream.makefile("rb")
             response_head = _read_head(upstream_reader)
             if response_head is None:
@@ -204,10 +335,10 @@ class FaultProxy:
         return b"\r\n".join(lines)
 
 
-def _read_head(reader: object) -> bytes | None:
+def _read_head(reader: BinaryIO) -> bytes | None:
     lines = []
     while True:
-        line = reader.readline(65537)  # type: ignore[attr-defined]
+        line = reader.readline(65537)
         if not line:
             return None
         if line in (b"\r\n", b"\n"):
@@ -226,24 +357,29 @@ def _parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     return lines[0], headers
 
 
-def _read_body(reader: object, headers: list[tuple[bytes, bytes]]) -> bytes:
-    fields = {k.lower(): v for k, v in headers}
+def _content_length(fields: dict[bytes, bytes]) -> int:
+    if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+        return 0
+    return int(fields.get(b"content-length", b"0") or 0)
+
+
+def _read_body(reader: BinaryIO, fields: dict[bytes, bytes]) -> bytes:
     if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
         # Pass chunked bodies through as they are, framing included.
         out = bytearray()
         while True:
-            size_line = reader.readline()  # type: ignore[attr-defined]
+            size_line = reader.readline()
             out += size_line
             size = int(size_line.split(b";")[0].strip() or b"0", 16)
             if size == 0:
                 while True:
-                    trailer = reader.readline()  # type: ignore[attr-defined]
+                    trailer = reader.readline()
                     out += trailer
                     if trailer in (b"\r\n", b"\n", b""):
                         return bytes(out)
-            out += reader.read(size + 2)  # type: ignore[attr-defined]
-    length = int(fields.get(b"content-length", b"0") or 0)
-    return reader.read(length) if length else b""  # type: ignore[attr-defined]
+            out += reader.read(size + 2)
+    length = _content_length(fields)
+    return reader.read(length) if length else b""
 
 
 def _reset(sock: socket.socket) -> None:
