@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import random
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -595,3 +597,41 @@ def test_lost_answer(
             + (f" [{'; '.join(result.notes)}]" if result.notes else "")
         )
         assert proxy.faults == 1, f"no request matched {pattern!r}"
+
+
+# --------------------------------------------------------------------------- retries are logged
+
+
+#: A record of a retry: the library's ("retrying ... (attempt 2 of 5)", "azure: retrying a request")
+#: and botocore's ("Retry needed, retrying request after delay of ...").
+RETRY_RECORD = re.compile(r"\bretrying\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("mode", ["error", "reset_response"])
+@pytest.mark.parametrize("name", DRIVERS)
+def test_a_retry_is_logged_at_debug(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture, name: str, mode: str
+) -> None:
+    """One faulted GET is retried, the read succeeds, and the retry left a DEBUG record that says so."""
+    harness = BUILDERS[name](request)
+    harness.driver().put("/faults/retry-probe", b"probe content")
+    with FaultProxy(
+        harness.upstream,
+        rate=1.0,
+        modes=(mode,),
+        cut_max=1,
+        select=lambda line: line.startswith("GET ") and "retry-probe" in line,
+        limit=1,
+        error_body=harness.error_body,
+    ) as proxy:
+        driver = harness.driver(proxy.endpoint)
+        caplog.set_level(logging.DEBUG)
+        assert driver.get("/faults/retry-probe") == b"probe content"
+        assert proxy.faults == 1
+    retries = [
+        f"{record.name}: {record.getMessage()}"
+        for record in caplog.records
+        if record.levelno == logging.DEBUG and RETRY_RECORD.search(record.getMessage())
+    ]
+    assert retries, f"no DEBUG record of the retry after an injected {mode}"
+    print(f"\n[retry log] {name:5} {mode}: {retries[0][:120]}")

@@ -229,6 +229,7 @@ class _Retry(ExponentialRetry):
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
         """Full-jitter exponential backoff for retry number ``settings["count"]``."""
         count = int(settings.get("count", 0))
+        log.debug("azure: retrying a request (retry %d)", count)
         return random.uniform(0, min(self._policy.max_delay, self._policy.base_delay * 2**count))
 
 
