@@ -23,62 +23,23 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from blobdrivers import StorageDriver
 from blobdrivers.driver import CallEvent
-from blobdrivers.drivers.azure import AzureDriver
-from blobdrivers.drivers.gcs import GCSDriver
-from blobdrivers.drivers.oss import OSSDriver
-from blobdrivers.drivers.s3 import S3Driver
 from blobdrivers.errors import PathNotFoundError, StorageError
 from tests.model import ANY_PATH, DATA, FILES, machine_for
+from tests.network import network_driver
 from tests.scale import SCALE
-from tests.servers.local import AzuriteServer, GcsServer, MotoServer
-from tests.servers.oss import OssServer
 
 #: Examples per driver and steps per example: about 10 s per driver on these servers.
 EXAMPLES = {"s3": 12, "azure": 12, "gcs": 12, "oss": 12}
 STEPS = 20
 
 
+#: Small chunks, so that multipart uploads, blocks and resumable chunks happen often.
+CHUNKS = {"s3": "5MiB", "azure": "16KiB", "gcs": "256KiB", "oss": "100KiB"}
+
+
 def _factory(kind: str, request: pytest.FixtureRequest) -> Callable[[str], StorageDriver]:
     """``make(root)``: a driver of ``kind`` on the test's bucket, rooted at ``root``."""
-    if kind == "s3":
-        moto: MotoServer = request.getfixturevalue("moto_server")
-        bucket = request.getfixturevalue("s3_bucket")
-        return lambda root: S3Driver(
-            bucket=bucket,
-            regionendpoint=moto.endpoint_url,
-            region=moto.region,
-            accesskey=moto.credentials["aws_access_key_id"],
-            secretkey=moto.credentials["aws_secret_access_key"],
-            chunksize="5MiB",
-            rootdirectory=root,
-        )
-    if kind == "azure":
-        azurite: AzuriteServer = request.getfixturevalue("azurite_server")
-        container = request.getfixturevalue("azure_container")
-        return lambda root: AzureDriver(
-            accountname=azurite.account_name,
-            accountkey=azurite.account_key,
-            serviceurl=azurite.blob_endpoint,
-            container=container,
-            chunksize="16KiB",
-            rootdirectory=root,
-        )
-    if kind == "gcs":
-        gcs: GcsServer = request.getfixturevalue("gcs_server")
-        bucket = request.getfixturevalue("gcs_bucket")
-        return lambda root: GCSDriver(
-            bucket=bucket, endpoint=gcs.endpoint, project=gcs.project, chunksize="256KiB", rootdirectory=root
-        )
-    oss: OssServer = request.getfixturevalue("oss_server")
-    bucket = request.getfixturevalue("oss_bucket")
-    return lambda root: OSSDriver(
-        bucket=bucket,
-        endpoint=oss.endpoint,
-        accesskeyid="test-ak",
-        accesskeysecret="test-sk",
-        chunksize="100KiB",
-        rootdirectory=root,
-    )
+    return lambda root: network_driver(kind, request, chunksize=CHUNKS[kind], rootdirectory=root)
 
 
 def _adapted(kind: str, base: type[RuleBasedStateMachine]) -> type[RuleBasedStateMachine]:

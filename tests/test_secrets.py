@@ -64,6 +64,7 @@ from blobdrivers.errors import (
     StorageError,
     UnsupportedMethodError,
 )
+from tests.network import network_driver
 from tests.servers.local import AzuriteServer, GcsServer, MotoServer, free_port, start_moto
 from tests.servers.oss import OssServer
 
@@ -623,25 +624,10 @@ def signing_driver(request: pytest.FixtureRequest) -> StorageDriver:
     if kind == "s3":
         moto: MotoServer = request.getfixturevalue("moto_server")
         return S3Driver(bucket=request.getfixturevalue("s3_bucket"), regionendpoint=moto.endpoint_url, **S3_SECRETS)
-    if kind == "azure":
-        azurite: AzuriteServer = request.getfixturevalue("azurite_server")
-        return AzureDriver(
-            accountname=azurite.account_name,
-            accountkey=azurite.account_key,
-            serviceurl=azurite.blob_endpoint,
-            container=request.getfixturevalue("azure_container"),
-        )
     if kind == "gcs":
-        gcs: GcsServer = request.getfixturevalue("gcs_server")
         info, _ = _service_account("http://127.0.0.1:9/token")  # signing needs no token
-        return GCSDriver(bucket=request.getfixturevalue("gcs_bucket"), endpoint=gcs.endpoint, credentials=info)
-    oss: OssServer = request.getfixturevalue("oss_server")
-    return OSSDriver(
-        bucket=request.getfixturevalue("oss_bucket"),
-        endpoint=oss.endpoint,
-        accesskeyid="test-ak",
-        accesskeysecret="test-sk",
-    )
+        return network_driver(kind, request, credentials=info)
+    return network_driver(kind, request)
 
 
 #: Where each service's signed URL says how long it lasts.

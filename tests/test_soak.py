@@ -15,14 +15,9 @@ from pathlib import Path
 import pytest
 
 from blobdrivers import StorageDriver
-from blobdrivers.drivers.azure import AzureDriver
 from blobdrivers.drivers.filesystem import FilesystemDriver
-from blobdrivers.drivers.gcs import GCSDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
-from blobdrivers.drivers.oss import OSSDriver
-from blobdrivers.drivers.s3 import S3Driver
-from tests.servers.local import AzuriteServer, GcsServer, MotoServer
-from tests.servers.oss import OssServer
+from tests.network import network_driver
 from tests.soak import SoakResult, check, soak
 
 SECONDS = float(os.environ.get("BLOBDRIVERS_SOAK_SECONDS", "8"))
@@ -48,47 +43,10 @@ def test_soak(kind: str, tmp_path: Path) -> None:
 
 
 def _network_driver(kind: str, request: pytest.FixtureRequest) -> StorageDriver:
-    """A driver on a fresh bucket (or prefix) of ``kind``'s local server, with small chunks so parts race too."""
+    """A driver on a fresh prefix of ``kind``'s local server, with small chunks so parts race too."""
+    chunks = {"s3": "5MiB", "azure": "32KiB", "gcs": "256KiB", "oss": "100KiB"}
     root = f"/soak-{uuid.uuid4().hex[:12]}"
-    if kind == "s3":
-        moto: MotoServer = request.getfixturevalue("moto_server")
-        return S3Driver(
-            bucket=request.getfixturevalue("s3_bucket"),
-            regionendpoint=moto.endpoint_url,
-            region=moto.region,
-            accesskey=moto.credentials["aws_access_key_id"],
-            secretkey=moto.credentials["aws_secret_access_key"],
-            chunksize="5MiB",
-            rootdirectory=root,
-        )
-    if kind == "azure":
-        azurite: AzuriteServer = request.getfixturevalue("azurite_server")
-        return AzureDriver(
-            accountname=azurite.account_name,
-            accountkey=azurite.account_key,
-            serviceurl=azurite.blob_endpoint,
-            container=request.getfixturevalue("azure_container"),
-            chunksize="32KiB",
-            rootdirectory=root,
-        )
-    if kind == "gcs":
-        gcs: GcsServer = request.getfixturevalue("gcs_server")
-        return GCSDriver(
-            bucket=request.getfixturevalue("gcs_bucket"),
-            endpoint=gcs.endpoint,
-            project=gcs.project,
-            chunksize="256KiB",
-            rootdirectory=root,
-        )
-    oss: OssServer = request.getfixturevalue("oss_server")
-    return OSSDriver(
-        bucket=request.getfixturevalue("oss_bucket"),
-        endpoint=oss.endpoint,
-        accesskeyid="test-ak",
-        accesskeysecret="test-sk",
-        chunksize="100KiB",
-        rootdirectory=root,
-    )
+    return network_driver(kind, request, chunksize=chunks[kind], rootdirectory=root)
 
 
 #: Plain StorageErrors each driver documents for racing operations (besides PathNotFoundError).

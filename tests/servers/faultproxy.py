@@ -58,6 +58,15 @@ def plain_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
     return b"injected fault", "text/plain", {}
 
 
+def _s3_style_body(code: str, message: str) -> bytes:
+    """The XML error document of S3, which OSS copies."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        "<RequestId>FAULTPROXY</RequestId><HostId>faultproxy</HostId></Error>"
+    ).encode()
+
+
 def s3_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
     """S3's XML error: ``SlowDown`` for 503, ``InternalError`` for 500."""
     code, message = (
@@ -65,12 +74,7 @@ def s3_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
         if status == 503
         else ("InternalError", "We encountered an internal error. Please try again.")
     )
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message>"
-        "<RequestId>FAULTPROXY</RequestId><HostId>faultproxy</HostId></Error>"
-    ).encode()
-    return body, "application/xml", {"x-amz-request-id": "FAULTPROXY"}
+    return _s3_style_body(code, message), "application/xml", {"x-amz-request-id": "FAULTPROXY"}
 
 
 def azure_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
@@ -111,11 +115,7 @@ def oss_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
         if status == 503
         else ("InternalError", "We encountered an internal error. Please try again.")
     )
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message>"
-        "<RequestId>FAULTPROXY</RequestId><HostId>faultproxy</HostId></Error>"
-    ).encode()
+    body = _s3_style_body(code, message)
     headers = {"x-oss-request-id": "FAULTPROXY"}
     if method == "HEAD":
         headers["x-oss-err"] = base64.b64encode(body).decode("ascii")
