@@ -283,3 +283,52 @@ class PartBuffer:
         rest = bytes(self._buffer)
         self._buffer.clear()
         return rest
+
+
+class ViewFile(io.RawIOBase):
+    """A seekable, read-only file over a memoryview, so an SDK can send (and re-send) a part without a copy.
+
+    Make a fresh one for every attempt of a request, or seek it back to 0: a retry re-sends from the start.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._position = 0
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always seekable (an SDK rewinds a body to retry)."""
+        return True
+
+    def __len__(self) -> int:
+        """Total size of the view (SDKs take it as the Content-Length)."""
+        return len(self._view)
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        """Copy the next bytes into ``buffer``; 0 at the end."""
+        target = memoryview(buffer).cast("B")
+        chunk = self._view[self._position : self._position + len(target)]
+        target[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """The next ``size`` bytes (all the rest when negative or ``None``)."""
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
+        chunk = bytes(self._view[self._position : end])
+        self._position = max(self._position, end)
+        return chunk
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position (clamped at 0); return it."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        """The position."""
+        return self._position

@@ -64,7 +64,7 @@ from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, Upload
 from ..params import GiB, KiB, MiB, Params
 from ..reader import RangeReader, ReopeningReader
 from ..retry import RetryPolicy
-from ..transfer import MAX_PARTS, Source
+from ..transfer import MAX_PARTS, Source, ViewFile
 from ..writer import Conditions, WriterBackend
 
 T = TypeVar("T")
@@ -561,7 +561,7 @@ class _OSSBackend:
         }
         try:
             self._call(
-                lambda: self._client.put_object(key, _ViewFile(data), headers=headers),
+                lambda: self._client.put_object(key, ViewFile(data), headers=headers),
                 f"PUT /{key}",
                 idempotent=not conditions,
             )
@@ -657,7 +657,7 @@ class _OSSBackend:
     def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
         # Re-sending a part under its number replaces it: safe to retry. oss2 checks its CRC-64.
         result = self._call(
-            lambda: self._client.upload_part(key, upload_id, number, _ViewFile(data)),
+            lambda: self._client.upload_part(key, upload_id, number, ViewFile(data)),
             f"upload part {number} of /{key}",
         )
         etag = str(result.etag)
@@ -812,48 +812,6 @@ class _OSSBackend:
 
 
 # --------------------------------------------------------------------------- streams
-
-
-class _ViewFile(io.RawIOBase):
-    """A read-only file over a memoryview, so oss2 can send (and CRC) a part without copying it whole.
-
-    A fresh one is made for every attempt, so a retry re-sends from the start.
-    """
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        target = memoryview(buffer).cast("B")
-        chunk = self._view[self._position : self._position + len(target)]
-        target[: len(chunk)] = chunk
-        self._position += len(chunk)
-        return len(chunk)
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
-        chunk = bytes(self._view[self._position : end])
-        self._position = max(self._position, end)
-        return chunk
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
 
 
 class _Body:

@@ -43,7 +43,7 @@ from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, Upload
 from ..params import GiB, MiB, Params
 from ..reader import RangeReader
 from ..retry import RetryPolicy
-from ..transfer import MAX_PARTS, Source
+from ..transfer import MAX_PARTS, Source, ViewFile
 from ..writer import Conditions, WriterBackend
 
 log = logging.getLogger("blobdrivers.s3")
@@ -488,7 +488,7 @@ class _S3Backend:
             self._client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=_ViewReader(data),
+                Body=ViewFile(data),
                 ContentLength=len(data),
                 ContentType="application/octet-stream",
                 **self._checksum_args(data),
@@ -587,7 +587,7 @@ class _S3Backend:
             Key=key,
             UploadId=upload_id,
             PartNumber=number,
-            Body=_ViewReader(data),
+            Body=ViewFile(data),
             ContentLength=len(data),
             **checksum,
         )
@@ -682,45 +682,6 @@ def _complete_entry(number: int, tag: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- streams
-
-
-class _ViewReader(io.RawIOBase):
-    """A seekable, read-only file over a memoryview, so boto3 can send (and re-send) it without a copy."""
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        target = memoryview(buffer).cast("B")
-        chunk = self._view[self._position : self._position + len(target)]
-        target[: len(chunk)] = chunk
-        self._position += len(chunk)
-        return len(chunk)
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
-        chunk = bytes(self._view[self._position : end])
-        self._position = max(self._position, end)
-        return chunk
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
 
 
 class _S3Reader:
