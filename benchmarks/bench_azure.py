@@ -15,17 +15,15 @@ compare rows against each other and against the raw row, not against Azure.
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import os
-import platform
 import time
 import uuid
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, ChunkFile, MiB, Result, chunks, run, table
+from benchmarks.harness import Case, ChunkFile, MiB, Result, chunks, run, run_all
 
 BUFFER = 8 * MiB
 CONCURRENCY = 8
@@ -326,7 +324,7 @@ _PEERS = [
 
 
 def cases(sizes: list[int], count: int) -> list[Case]:
-    """The cases; server parameters are filled in per case by :func:`run_cases` (each gets a fresh Azurite)."""
+    """The cases; :func:`_run_on_fresh_server` fills in the server parameters (a fresh Azurite per run)."""
     out: list[Case] = []
     for size in sizes:
         label = f"{size // MiB} MiB" if size < 1024 * MiB else f"{size // (1024 * MiB)} GiB"
@@ -351,10 +349,6 @@ def cases(sizes: list[int], count: int) -> list[Case]:
     return out
 
 
-def _rate(result: Result) -> float:
-    return (result.mb_per_s if result.mb_per_s is not None else result.ops_per_s) or 0.0
-
-
 def _run_on_fresh_server(case: Case, start_azurite: Any) -> Result:
     server = start_azurite()
     try:
@@ -371,51 +365,6 @@ def _run_on_fresh_server(case: Case, start_azurite: Any) -> Result:
         server.stop()
 
 
-def run_cases(cases_: list[Case], *, title: str, out: Path, repeat: int = 1) -> str:
-    """Like :func:`benchmarks.harness.run_all`, but each case gets a fresh Azurite.
-
-    Azurite keeps deleted blobs' data in memory until its 10-minute garbage
-    collection and refuses writes at its memory limit, so a run of multi-GiB
-    cases needs a new server per case. Start-up and preparing the blob a get
-    row reads are outside the measured region. With ``repeat`` > 1 each case
-    runs that many times (each on a fresh server) and the best run is reported.
-    """
-    from tests.servers.local import start_azurite
-
-    results: list[Result] = []
-    for case in cases_:
-        print(f"  {case.operation:<14} {case.peer:<48}", end="", flush=True)
-        attempts = [_run_on_fresh_server(case, start_azurite) for _ in range(repeat)]
-        ok = [r for r in attempts if not r.error]
-        # The best run stands for the implementation (Azurite's speed varies run to
-        # run); peak RSS is the highest seen.
-        result = max(ok, key=_rate) if ok else attempts[0]
-        result.peak_rss_mib = max(r.peak_rss_mib for r in attempts)
-        results.append(result)
-        shown = result.error or (
-            f"{result.mb_per_s:,.0f} MB/s" if result.mb_per_s is not None else f"{result.ops_per_s:,.0f} ops/s"
-        )
-        runs = " / ".join(f"{_rate(r):,.0f}" for r in ok)
-        print(f" {shown}  peak {result.peak_rss_mib:.0f} MiB  (runs: {runs})", flush=True)
-    for case, result in zip(cases_, results, strict=True):
-        base = next(
-            (r for c, r in zip(cases_, results, strict=True) if c.baseline and c.operation == case.operation), None
-        )
-        if base is not None and not base.error and not result.error:
-            mine = result.mb_per_s if result.mb_per_s is not None else result.ops_per_s
-            theirs = base.mb_per_s if base.mb_per_s is not None else base.ops_per_s
-            result.ratio = (mine or 0) / (theirs or 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "title": title,
-        "when": time.strftime("%Y-%m-%d %H:%M"),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-    }
-    out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
-    return table(results, title)
-
-
 def main() -> None:
     """Run every case against its own fresh Azurite and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -427,7 +376,14 @@ def main() -> None:
     title = f"Azure Blob (Azurite, in memory, a fresh server per run, best of {args.repeat})" + (
         " --quick" if args.quick else ""
     )
-    print(run_cases(cases(sizes, count), title=title, out=Path(args.out), repeat=max(1, args.repeat)))
+    from tests.servers.local import start_azurite
+
+    runner = functools.partial(_run_on_fresh_server, start_azurite=start_azurite)
+    print(
+        run_all(
+            cases(sizes, count), title=title, out=Path(args.out), repeat=max(1, args.repeat), runner=runner, best=True
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,18 +21,15 @@ concatenation; compare rows with each other and with the raw row, not with GCS.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, chunks, run, table
+from benchmarks.harness import Case, MiB, Result, chunks, run, run_all
 
 BUFFER = 8 * MiB
 _MODULE = "benchmarks.bench_gcs"
@@ -275,7 +272,7 @@ _STREAMED = [
 
 
 def cases(size: int, count: int, source: str) -> list[Case]:
-    """The cases; the server is filled in per case by :func:`run_cases` (each gets a fresh emulator)."""
+    """The cases; the server is filled in per case by :func:`_run_on_fresh_server` (each gets a fresh emulator)."""
     label = f"{size // MiB} MiB"
     out: list[Case] = []
     for op in ("put", "get"):
@@ -314,10 +311,6 @@ def cases(size: int, count: int, source: str) -> list[Case]:
     return out
 
 
-def _rate(result: Result) -> float:
-    return (result.mb_per_s if result.mb_per_s is not None else result.ops_per_s) or 0.0
-
-
 def _run_on_fresh_server(case: Case) -> Result:
     from tests.servers.local import start_gcs
 
@@ -340,38 +333,6 @@ def _run_on_fresh_server(case: Case) -> Result:
         server.stop()
 
 
-def run_cases(cases_: list[Case], *, title: str, out: Path, repeat: int = 1) -> str:
-    """Run each case ``repeat`` times, each on a fresh emulator; report the best run and the highest peak RSS."""
-    results: list[Result] = []
-    for case in cases_:
-        print(f"  {case.operation:<12} {case.peer:<58}", end="", flush=True)
-        attempts = [_run_on_fresh_server(case) for _ in range(repeat)]
-        ok = [r for r in attempts if not r.error]
-        result = max(ok, key=_rate) if ok else attempts[0]
-        result.peak_rss_mib = max(r.peak_rss_mib for r in attempts)
-        results.append(result)
-        shown = result.error or (
-            f"{result.mb_per_s:,.0f} MB/s" if result.mb_per_s is not None else f"{result.ops_per_s:,.0f} ops/s"
-        )
-        runs = " / ".join(f"{_rate(r):,.0f}" for r in ok)
-        print(f" {shown}  peak {result.peak_rss_mib:.0f} MiB  (runs: {runs})", flush=True)
-    for case, result in zip(cases_, results, strict=True):
-        base = next(
-            (r for c, r in zip(cases_, results, strict=True) if c.baseline and c.operation == case.operation), None
-        )
-        if base is not None and not base.error and not result.error:
-            result.ratio = _rate(result) / (_rate(base) or 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "title": title,
-        "when": time.strftime("%Y-%m-%d %H:%M"),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-    }
-    out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
-    return table(results, title)
-
-
 def main() -> None:
     """Run every case against its own fresh emulator and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -388,7 +349,14 @@ def main() -> None:
         with open(source, "wb") as out:
             for chunk in chunks(size, BUFFER):
                 out.write(chunk)
-        table_ = run_cases(cases(size, count, source), title=title, out=Path(args.out), repeat=max(1, args.repeat))
+        table_ = run_all(
+            cases(size, count, source),
+            title=title,
+            out=Path(args.out),
+            repeat=max(1, args.repeat),
+            runner=_run_on_fresh_server,
+            best=True,
+        )
     print(table_)
 
 
