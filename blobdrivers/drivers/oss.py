@@ -63,6 +63,7 @@ from ..listing import FileInfo, walk_flat
 from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ..params import GiB, KiB, MiB, Params
 from ..reader import RangeReader, ReopeningReader
+from ..redaction import LogRedactor
 from ..retry import RetryPolicy
 from ..transfer import MAX_PARTS, Source, ViewFile
 from ..writer import Conditions, WriterBackend
@@ -191,24 +192,10 @@ _REDACTIONS = (
 )
 
 
-class _RedactingFilter(logging.Filter):
-    """Removes signatures, access key ids and Authorization headers from oss2's own log records.
-
-    oss2 logs request headers (with the Authorization signature) at debug level and
-    server errors (with the signature OSS echoes back) at info level.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is logging's problem, not ours
-            return True
-        redacted = message
-        for pattern in _REDACTIONS:
-            redacted = pattern.sub(r"\1***", redacted)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
+# oss2 logs request headers (with the Authorization signature) at debug level and server
+# errors (with the signature OSS echoes back) at info level.
+_REDACTOR = LogRedactor(_REDACTIONS)
+_REDACTOR.install("oss2", "oss2.api", "oss2.http", "oss2.auth", "oss2.utils", "oss2.resumable", "oss2.models")
 
 
 def _scrub(exc: OssError) -> None:
@@ -220,16 +207,9 @@ def _scrub(exc: OssError) -> None:
     body = exc.body
     if isinstance(body, bytes | str):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        for pattern in _REDACTIONS:
-            text = pattern.sub(r"\1***", text)
+        text = _REDACTOR.redact(text)
         exc.body = text.encode() if isinstance(body, bytes) else text
     exc.args = (exc.status, exc.headers, exc.body, exc.details)
-
-
-_FILTER = _RedactingFilter()
-for _name in ("oss2", "oss2.api", "oss2.http", "oss2.auth", "oss2.utils", "oss2.resumable", "oss2.models"):
-    if _FILTER not in logging.getLogger(_name).filters:
-        logging.getLogger(_name).addFilter(_FILTER)
 
 
 # --------------------------------------------------------------------------- the driver

@@ -42,6 +42,7 @@ from ..listing import FileInfo, walk_flat
 from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ..params import GiB, MiB, Params
 from ..reader import RangeReader
+from ..redaction import LogRedactor
 from ..retry import RetryPolicy
 from ..transfer import MAX_PARTS, Source, ViewFile
 from ..writer import Conditions, WriterBackend
@@ -133,29 +134,8 @@ _REDACTIONS = (
 )
 
 
-class _RedactingFilter(logging.Filter):
-    """Removes access key ids, session tokens and signatures from botocore's debug records.
-
-    botocore logs each request's headers (Authorization, X-Amz-Security-Token), its
-    canonical request and its signature at debug level.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is logging's problem, not ours
-            return True
-        redacted = message
-        for pattern in _REDACTIONS:
-            redacted = pattern.sub(r"\1***", redacted)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-# Logger filters do not apply to child loggers: each logger that prints requests gets one.
-_FILTER = _RedactingFilter()
-for _name in (
+# Every logger that prints requests gets the filter (filters do not apply to child loggers).
+LogRedactor(_REDACTIONS).install(
     "botocore.auth",
     "botocore.endpoint",
     "botocore.parsers",
@@ -166,9 +146,7 @@ for _name in (
     "botocore.utils",
     "botocore.retryhandler",
     "urllib3.connectionpool",
-):
-    if _FILTER not in logging.getLogger(_name).filters:
-        logging.getLogger(_name).addFilter(_FILTER)
+)
 
 
 class S3Driver(StorageDriver):
