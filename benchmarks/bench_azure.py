@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, ChunkFile, MiB, Result, chunks, run, run_all
+from benchmarks.harness import Case, ChunkFile, MiB, Result, Sink, chunks, read_loop, run, run_all
 
 BUFFER = 8 * MiB
 CONCURRENCY = 8
@@ -70,35 +70,6 @@ def _sas_base(endpoint: str, account: str, key: str, container: str) -> tuple[st
     return f"{endpoint}/{container}", token
 
 
-def _read_loop(readinto: Any, size: int) -> None:
-    view = memoryview(bytearray(BUFFER))
-    total = 0
-    while got := readinto(view):
-        total += got
-    assert total == size, (total, size)
-
-
-class _Sink:
-    """A writable that discards, for APIs that download into a stream."""
-
-    def __init__(self) -> None:
-        self.total = 0
-
-    def write(self, data: bytes) -> int:
-        self.total += len(data)
-        return len(data)
-
-    # Parallel downloads seek to each chunk's offset; a sink that discards may say yes.
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return offset
-
-    def tell(self) -> int:
-        return 0
-
-
 # ---------------------------------------------------------------------- large objects
 
 
@@ -136,7 +107,7 @@ def _large_blobdrivers(endpoint: str, account: str, key: str, container: str, **
 
     def get(name: str, size: int) -> None:
         with store.stream("/" + name) as reader:
-            _read_loop(reader.readinto, size)
+            read_loop(reader.readinto, size)
 
     return {"put": put, "get": get}
 
@@ -154,7 +125,7 @@ def _large_sdk(endpoint: str, account: str, key: str, container: str) -> dict[st
         )
 
     def get(name: str, size: int) -> None:
-        sink = _Sink()
+        sink = Sink()
         client.get_blob_client(name).download_blob(max_concurrency=CONCURRENCY).readinto(sink)
         assert sink.total == size
 
@@ -217,7 +188,7 @@ def _large_raw(endpoint: str, account: str, key: str, container: str) -> dict[st
     def get(name: str, size: int) -> None:
         response = pool.request("GET", f"{base}/{name}?{token}", preload_content=False)
         assert response.status == 200, response.status
-        _read_loop(response.readinto, size)
+        read_loop(response.readinto, size)
         response.release_conn()
 
     return {"put": put, "get": get}

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, MiB, chunks, run_all
+from benchmarks.harness import Case, MiB, chunks, read_loop, run_all
 
 BUFFER = 8 * MiB
 
@@ -33,16 +33,6 @@ def _timed_put(write: Any, size: int) -> dict[str, float]:
     started = time.perf_counter()
     write(chunks(size, BUFFER))
     return {"seconds": time.perf_counter() - started, "bytes": size}
-
-
-def _read_loop(readinto: Any, size: int) -> int:
-    buffer = bytearray(BUFFER)
-    view = memoryview(buffer)
-    total = 0
-    while got := readinto(view):
-        total += got
-    assert total == size, (total, size)
-    return total
 
 
 # ---------------------------------------------------------------------- large put
@@ -151,7 +141,7 @@ def get_blobdrivers(size: int) -> dict[str, float]:
     try:
         started = time.perf_counter()
         with store.stream("/blob") as reader:
-            _read_loop(reader.readinto, size)
+            read_loop(reader.readinto, size)
         return {"seconds": time.perf_counter() - started, "bytes": size}
     finally:
         shutil.rmtree(root)
@@ -162,7 +152,7 @@ def get_raw(size: int) -> dict[str, float]:
     try:
         started = time.perf_counter()
         with open(path, "rb", buffering=0) as source:
-            _read_loop(source.readinto, size)
+            read_loop(source.readinto, size)
         return {"seconds": time.perf_counter() - started, "bytes": size}
     finally:
         shutil.rmtree(root)
@@ -176,7 +166,7 @@ def get_fsspec(size: int) -> dict[str, float]:
     try:
         started = time.perf_counter()
         with fs.open(path, "rb") as source:
-            _read_loop(source.readinto, size)
+            read_loop(source.readinto, size)
         return {"seconds": time.perf_counter() - started, "bytes": size}
     finally:
         shutil.rmtree(root)
@@ -205,7 +195,7 @@ def get_opendal(size: int) -> dict[str, float]:
     try:
         started = time.perf_counter()
         source = op.open("blob", "rb")
-        _read_loop(source.readinto, size)
+        read_loop(source.readinto, size)
         source.close()
         return {"seconds": time.perf_counter() - started, "bytes": size}
     finally:

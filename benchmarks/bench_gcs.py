@@ -29,29 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, chunks, run, run_all
+from benchmarks.harness import Case, MiB, Result, Sink, chunks, read_loop, run, run_all
 
 BUFFER = 8 * MiB
 _MODULE = "benchmarks.bench_gcs"
-
-
-def _read_loop(readinto: Any, size: int) -> None:
-    view = memoryview(bytearray(BUFFER))
-    total = 0
-    while got := readinto(view):
-        total += got
-    assert total == size, (total, size)
-
-
-class _Sink:
-    """A write-only file object that keeps nothing (for download_to_file)."""
-
-    def __init__(self) -> None:
-        self.total = 0
-
-    def write(self, data: Any) -> int:
-        self.total += len(data)
-        return len(data)
 
 
 def _sdk_bucket(endpoint: str, bucket: str) -> Any:
@@ -121,7 +102,7 @@ def _large_blobdrivers(endpoint: str, bucket: str, chunksize: str | None = None)
 
     def get(name: str, size: int) -> None:
         with store.stream("/" + name) as reader:
-            _read_loop(reader.readinto, size)
+            read_loop(reader.readinto, size)
 
     return {"put": put, "get": get, "put_stream": put_stream}
 
@@ -145,7 +126,7 @@ def _large_sdk(endpoint: str, bucket: str) -> dict[str, Any]:
             handle.blob(name).upload_from_file(file, size=size)
 
     def get(name: str, size: int) -> None:
-        sink = _Sink()
+        sink = Sink()
         handle.blob(name).download_to_file(sink)
         assert sink.total == size
 
@@ -160,7 +141,7 @@ def _large_gcsfs(endpoint: str, bucket: str) -> dict[str, Any]:
 
     def get(name: str, size: int) -> None:
         with fs.open(f"{bucket}/{name}", "rb") as source:
-            _read_loop(source.readinto, size)
+            read_loop(source.readinto, size)
 
     return {"put": put, "get": get}
 
@@ -175,7 +156,7 @@ def _large_raw(endpoint: str, bucket: str) -> dict[str, Any]:
     def get(name: str, size: int) -> None:
         response = pool.request("GET", _raw_get_url(endpoint, bucket, name), preload_content=False)
         assert response.status == 200, response.status
-        _read_loop(response.readinto, size)
+        read_loop(response.readinto, size)
         response.release_conn()
 
     return {"put": put, "get": get}

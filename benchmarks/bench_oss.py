@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, chunks, run, run_all
+from benchmarks.harness import Case, MiB, Result, chunks, read_loop, run, run_all
 
 BUFFER = 8 * MiB
 #: The driver's defaults, given to oss2's resumable transfers too (equal settings).
@@ -49,14 +49,6 @@ ACCESS_KEY_ID = "test-ak"
 ACCESS_KEY_SECRET = "test-sk"
 BUCKET = "bench-bucket"
 _MODULE = "benchmarks.bench_oss"
-
-
-def _read_loop(readinto: Any, size: int) -> None:
-    view = memoryview(bytearray(BUFFER))
-    total = 0
-    while got := readinto(view):
-        total += got
-    assert total == size, (total, size)
 
 
 def _oss2_bucket(endpoint: str) -> Any:
@@ -147,7 +139,7 @@ def _large_blobdrivers(endpoint: str) -> dict[str, Any]:
 
     def get(name: str, size: int, scratch: str) -> None:
         with store.stream("/" + name) as reader:
-            _read_loop(reader.readinto, size)
+            read_loop(reader.readinto, size)
 
     return {"put": put, "get": get}
 
@@ -203,7 +195,7 @@ def _large_ossfs(endpoint: str) -> dict[str, Any]:
 
     def get(name: str, size: int, scratch: str) -> None:
         with fs.open(f"{BUCKET}/{name}", "rb") as file:
-            _read_loop(file.readinto, size)
+            read_loop(file.readinto, size)
 
     return {"put": put, "get": get}
 
@@ -217,7 +209,7 @@ def _large_raw(endpoint: str) -> dict[str, Any]:
 
     def get(name: str, size: int, scratch: str) -> None:
         response = raw.open(name)
-        _read_loop(response.readinto, size)
+        read_loop(response.readinto, size)
         response.release_conn()
 
     return {"put": put, "get": get}

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, ChunkFile, MiB, chunks, run_all
+from benchmarks.harness import Case, ChunkFile, MiB, Sink, chunks, run_all
 
 BUFFER = 8 * MiB
 REGION = "us-east-1"
@@ -80,17 +80,6 @@ def _drain(readinto: Any, size: int) -> None:
     while got := readinto(buffer):
         total += got
     assert total == size, (total, size)
-
-
-class _Sink:
-    """A write-only file that counts and drops what it gets."""
-
-    def __init__(self) -> None:
-        self.total = 0
-
-    def write(self, data: bytes) -> int:
-        self.total += len(data)
-        return len(data)
 
 
 def _timed(run: Any, size: int) -> dict[str, float]:
@@ -196,7 +185,7 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
         return _timed(stream, size)
     if impl == "boto3":
         client = _boto3(endpoint)
-        sink = _Sink()
+        sink = Sink()
         result = _timed(lambda: client.download_fileobj(bucket, "blob", sink), size)
         assert sink.total == size
         return result

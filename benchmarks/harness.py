@@ -52,6 +52,28 @@ class Result:
     error: str | None = None
 
 
+def read_loop(readinto: Callable[[memoryview], int], size: int, buffer_size: int = 8 * MiB) -> int:
+    """Read to the end through ``readinto`` into one reused buffer; check that exactly ``size`` bytes came."""
+    view = memoryview(bytearray(buffer_size))
+    total = 0
+    while got := readinto(view):
+        total += got
+    assert total == size, (total, size)
+    return total
+
+
+class Sink:
+    """A write-only file that counts and drops what it gets (for APIs that download into a stream)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def write(self, data: bytes) -> int:
+        """Count ``data`` and forget it."""
+        self.total += len(data)
+        return len(data)
+
+
 def chunks(total: int, chunk: int = 8 * MiB) -> Iterator[bytes]:
     """``total`` bytes of incompressible data as a stream of one reused random chunk."""
     block = os.urandom(min(chunk, total) or 1)
