@@ -2,7 +2,10 @@
 
 ``soak(driver, seconds)`` runs 32 threads of put / get / stream / stat / list /
 writer / cat / move / delete on a small set of paths (so they collide), and
-samples open file descriptors and RSS; it returns what it saw. Only the
+samples open file descriptors and RSS; it returns what it saw. The samples are
+taken by a child process reading ``/proc`` (a sampler thread would wait for the
+GIL behind 32 busy threads and see a handful of samples), every 0.1 s after a
+warm-up of a quarter of the run (at most 1 s) in which connection pools fill. Only the
 documented errors of racing operations are allowed: a path deleted or moved by
 another thread (PathNotFoundError), and the plain StorageErrors a driver
 documents for races, given as ``tolerate`` message patterns (for instance a
@@ -12,21 +15,32 @@ source rewritten during a ``cat`` whose sources are pinned by etag).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import random
 import re
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import psutil
-
 from blobdrivers import StorageDriver
 from blobdrivers.errors import PathNotFoundError, StorageError
 
 THREADS = 32
+
+#: Prints "seconds fds rss" for process argv[1] every 0.1 s for argv[2] seconds.
+_SAMPLER = """
+import sys, time, psutil
+process = psutil.Process(int(sys.argv[1]))
+start = time.monotonic()
+while (now := time.monotonic()) - start < float(sys.argv[2]):
+    print(f"{now - start:.3f} {process.num_fds()} {process.memory_info().rss}", flush=True)
+    time.sleep(0.1)
+"""
 
 
 @dataclass
@@ -60,7 +74,6 @@ def soak(
     stop = threading.Event()
     lock = threading.Lock()
     paths = [f"/soak/d{i % 3}/f{i}" for i in range(12)]
-    process = psutil.Process()
 
     def tolerated(kind: str) -> None:
         with lock:
@@ -106,13 +119,21 @@ def soak(
             with lock:
                 result.operations += 1
 
+    gc.collect()  # what earlier code left for the collector is not this run's growth
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
-    while time.monotonic() - started < seconds:
-        result.samples.append((time.monotonic() - started, process.num_fds(), process.memory_info().rss))
-        time.sleep(0.1)
+    warmup = min(1.0, seconds / 4)
+    time.sleep(warmup)
+    sampler = subprocess.run(
+        [sys.executable, "-c", _SAMPLER, str(os.getpid()), str(seconds - warmup)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in sampler.stdout.splitlines():
+        at, fds, rss = line.split()
+        result.samples.append((float(at), int(fds), int(rss)))
     stop.set()
     for thread in threads:
         thread.join()
