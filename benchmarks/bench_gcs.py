@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, Sink, chunks, read_loop, run, run_all
+from benchmarks.harness import Case, MiB, Result, Sink, chunks, random_file, read_loop, run, run_all
 
 BUFFER = 8 * MiB
 _MODULE = "benchmarks.bench_gcs"
@@ -325,11 +324,7 @@ def main() -> None:
     title = f"GCS (gcp-storage-emulator, in memory, a fresh server per run, best of {args.repeat})" + (
         " --quick" if args.quick else ""
     )
-    with tempfile.TemporaryDirectory(prefix="bd-bench-gcs-") as folder:
-        source = os.path.join(folder, "source")
-        with open(source, "wb") as out:
-            for chunk in chunks(size, BUFFER):
-                out.write(chunk)
+    with random_file(size) as source:
         table_ = run_all(
             cases(size, count, source),
             title=title,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, chunks, read_loop, run, run_all
+from benchmarks.harness import Case, MiB, Result, chunks, random_file, read_loop, run, run_all
 
 BUFFER = 8 * MiB
 #: The driver's defaults, given to oss2's resumable transfers too (equal settings).
@@ -393,11 +393,7 @@ def main() -> None:
     title = f"OSS (tests/servers/oss.py, pure Python, a fresh server per run, best of {args.repeat})" + (
         " --quick" if args.quick else ""
     )
-    with tempfile.TemporaryDirectory(prefix="bd-bench-oss-") as folder:
-        source = os.path.join(folder, "source")
-        with open(source, "wb") as file:
-            for chunk in chunks(size, BUFFER):
-                file.write(chunk)
+    with random_file(size) as source:
         table_ = run_all(
             cases(size, count, source),
             title=title,

@@ -11,12 +11,14 @@ which each case is also given as a ratio to a baseline row of the same operation
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -50,6 +52,17 @@ class Result:
     ratio: float | None = None
     note: str = ""
     error: str | None = None
+
+
+@contextlib.contextmanager
+def random_file(size: int) -> Iterator[str]:
+    """A temporary file of ``size`` random bytes (written once, so later reads come from the page cache)."""
+    with tempfile.TemporaryDirectory(prefix="bd-bench-") as folder:
+        path = os.path.join(folder, "source")
+        with open(path, "wb") as file:
+            for chunk in chunks(size):
+                file.write(chunk)
+        yield path
 
 
 def read_loop(readinto: Callable[[memoryview], int], size: int, buffer_size: int = 8 * MiB) -> int:

@@ -44,6 +44,8 @@ log = logging.getLogger("blobdrivers.multipart")
 NO_CONDITIONS = Conditions()
 #: Services report initiation times in whole seconds (OSS) or milliseconds (S3).
 _CLOCK_RESOLUTION = 1.0
+#: Keys per batch delete (the S3 and OSS limit).
+_DELETE_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -374,6 +376,27 @@ class MultipartEngine:
             raise
 
     # ------------------------------------------------------------------ cat
+
+    def delete(self, key: str, prefix: str) -> bool:
+        """Delete the object ``key`` and every object under ``prefix`` (its folder); say whether there was any.
+
+        Keys are deleted in batches of 1,000 while the listing goes on, so a folder of
+        any size costs bounded memory.
+        """
+        backend = self.backend
+        found = backend.head_object(key) is not None
+        if found:
+            backend.delete_objects([key])
+        batch: list[str] = []
+        for listed in backend.list_keys(prefix):
+            found = True
+            batch.append(listed)
+            if len(batch) == _DELETE_BATCH:
+                backend.delete_objects(batch)
+                batch = []
+        if batch:
+            backend.delete_objects(batch)
+        return found
 
     def cat(self, key: str, sources: Sequence[str]) -> None:
         """Publish the concatenation of the objects ``sources`` at ``key`` (see :func:`plan_cat`).

@@ -435,17 +435,7 @@ class OSSDriver(StorageDriver):
         self._backend.delete_key(src_key)
 
     def _delete(self, full: str) -> None:
-        key = paths.to_key(full)
-        found = False
-        if self._backend.head_object(key) is not None:
-            self._backend.delete_key(key)
-            found = True
-        for page in self._pages(paths.dir_key(full)):
-            keys = [item.key for item in page.object_list]
-            if keys:
-                found = True
-                self._backend.delete_objects(keys)
-        if not found:
+        if not self.engine.delete(paths.to_key(full), paths.dir_key(full)):
             raise PathNotFoundError(f"nothing at {full}")
 
     def _cat(self, full: str, sources: list[str]) -> None:

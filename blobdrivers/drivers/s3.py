@@ -372,18 +372,7 @@ class S3Driver(StorageDriver):
         self.client.delete_object(Bucket=self.bucket, Key=src_key)
 
     def _delete(self, full: str) -> None:
-        key = paths.to_key(full)
-        found = False
-        if self._backend.head_object(key) is not None:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-            found = True
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=paths.dir_key(full)):
-            keys = [item["Key"] for item in page.get("Contents") or []]
-            if keys:
-                found = True
-                self._backend.delete_objects(keys)
-        if not found:
+        if not self.engine.delete(paths.to_key(full), paths.dir_key(full)):
             raise PathNotFoundError(f"nothing at {full}")
 
     def _cat(self, full: str, sources: list[str]) -> None:
