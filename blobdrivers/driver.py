@@ -41,6 +41,27 @@ URL_METHODS = frozenset({"GET", "HEAD", "PUT"})
 
 
 @dataclass(frozen=True)
+class RacePoint:
+    """A named point between two backend requests of one operation, as passed to race hooks.
+
+    ``path`` is the caller's path of the operation; ``index`` numbers repeated
+    points of one operation (the part number at ``"part.upload"``), else 0.
+    """
+
+    name: str
+    path: str
+    index: int = 0
+
+
+#: The race points a driver marks with :meth:`StorageDriver._race_point`, and where.
+RACE_POINTS: Mapping[str, str] = {
+    "put.checked": "a conditional put or commit has checked its condition and not yet published",
+    "move.copied": "a move has written the destination and not yet removed the source",
+    "part.upload": "a writer or multipart put is about to send one part (index: part number, from 1)",
+}
+
+
+@dataclass(frozen=True)
 class CallEvent:
     """One finished public call, as passed to observers (for metrics)."""
 
@@ -74,6 +95,10 @@ class StorageDriver(abc.ABC):
         self.chunk_size = chunk_size
         #: Callables receiving a :class:`CallEvent` after every public call.
         self.observers: list[Callable[[CallEvent], None]] = []
+        #: Callables run at this instance's race points, by name (see :data:`RACE_POINTS`).
+        #: Tests install them to force a narrow interleaving of two clients
+        #: deterministically; a hook that raises fails the step it stands before.
+        self.race_hooks: dict[str, Callable[[RacePoint], None]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -281,6 +306,15 @@ class StorageDriver(abc.ABC):
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
         """Build a signed or public URL; the default says the driver has none."""
         raise UnsupportedMethodError("this driver has no URLs for its files", driver=self.name)
+
+    def _race_point(self, name: str, full: str, index: int = 0) -> None:
+        """Run the race hook installed under ``name``, if any; drivers call it at the points of RACE_POINTS.
+
+        Costs one dict lookup when no hook is installed.
+        """
+        hook = self.race_hooks.get(name)
+        if hook is not None:
+            hook(RacePoint(name, paths.strip(self._root, full), index))
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         """Map a backend exception to a contract error, or ``None`` to let the base wrap it."""

@@ -20,11 +20,9 @@ import contextlib
 import hashlib
 import io
 import os
-import pickle
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +40,11 @@ from ..errors import (
     WriterClosedError,
 )
 from ..listing import FileInfo, walk_key
+from .contract_errors import ErrorContract
+from .contract_namespace import NamespaceContract
+from .contract_races import RaceContract
+from .contract_writers import WriterIsolationContract
+from .helpers import StatLoop, SuiteBase, fetch, payload, race, reopen
 
 VALID_PATHS = [
     "/a",
@@ -84,93 +87,8 @@ INVALID_PATHS: list[Any] = [
 ]
 
 
-def _payload(size: int, seed: int = 0) -> bytes:
-    """Incompressible bytes of ``size``, different for each seed."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
-def _reopen(driver: StorageDriver) -> StorageDriver:
-    """Another instance of the same store, sharing no state with ``driver``."""
-    fresh: StorageDriver = pickle.loads(pickle.dumps(driver))
-    return fresh
-
-
-def _fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, method=method)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status, dict(response.headers), response.read()
-
-
-def _race(count: int, fn: Callable[[int], Any]) -> list[Any]:
-    """Run ``fn(i)`` for ``i`` in ``range(count)`` all at once; return results or exceptions."""
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> Any:
-        barrier.wait()
-        try:
-            return fn(index)
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
-class _StatLoop:
-    """Stats a path in a loop on a thread, recording every size seen or error raised."""
-
-    def __init__(self, driver: StorageDriver, path: str) -> None:
-        self.sizes: set[int] = set()
-        self.errors: list[Exception] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(driver, path), daemon=True)
-
-    def _run(self, driver: StorageDriver, path: str) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sizes.add(driver.stat(path).size)
-            except PathNotFoundError:
-                pass
-            except Exception as exc:
-                self.errors.append(exc)
-
-    def __enter__(self) -> _StatLoop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class DriverConformance:
+class DriverConformance(WriterIsolationContract, RaceContract, NamespaceContract, ErrorContract, SuiteBase):
     """The contract of :class:`~blobdrivers.StorageDriver`, as tests. Provide the ``driver`` fixture."""
-
-    @pytest.fixture
-    def driver(self) -> StorageDriver:
-        """Override: a driver on an empty store."""
-        raise NotImplementedError("subclass DriverConformance and define the `driver` fixture")
-
-    @pytest.fixture
-    def store(self, driver: StorageDriver) -> Iterator[StorageDriver]:
-        """The driver under test; after the test the store must be empty again."""
-        yield driver
-        left = [info.path for info in driver.walk("/") if not info.is_dir]
-        for path in left:
-            driver.delete(path)
-        assert not left, f"the test left files behind: {left[:10]}"
-
-    # ------------------------------------------------------------------ sizes
-
-    @staticmethod
-    def multi_chunk(driver: StorageDriver) -> int:
-        """A size spanning several chunks, not aligned to any."""
-        return 2 * driver.chunk_size + driver.chunk_size // 2 + 7
 
     # ------------------------------------------------------------------ paths
 
@@ -245,7 +163,7 @@ class DriverConformance:
 
     def test_put_multi_chunk_and_every_data_kind(self, store: StorageDriver) -> None:
         size = self.multi_chunk(store)
-        content = _payload(size)
+        content = payload(size)
         kinds: dict[str, Any] = {
             "bytes": content,
             "bytearray": bytearray(content),
@@ -323,7 +241,7 @@ class DriverConformance:
     @pytest.mark.parametrize("where", ["zero", "one", "middle", "last", "size", "beyond"])
     @pytest.mark.parametrize("length", [None, 0, 1, 10_000])
     def test_stream_offsets(self, store: StorageDriver, where: str, length: int | None) -> None:
-        content = _payload(40_000)
+        content = payload(40_000)
         size = len(content)
         offset = {"zero": 0, "one": 1, "middle": size // 2, "last": size - 1, "size": size, "beyond": size + 1000}[
             where
@@ -349,7 +267,7 @@ class DriverConformance:
 
     def test_stream_file_protocol(self, store: StorageDriver) -> None:
         size = self.multi_chunk(store)
-        content = _payload(size, seed=3)
+        content = payload(size, seed=3)
         store.put("/big", content)
         with store.stream("/big") as reader:
             assert reader.readable()
@@ -363,10 +281,10 @@ class DriverConformance:
         store.delete("/big")
 
     def test_concurrent_readers(self, store: StorageDriver) -> None:
-        content = _payload(self.multi_chunk(store), seed=4)
+        content = payload(self.multi_chunk(store), seed=4)
         store.put("/shared", content)
         digest = hashlib.sha256(content).hexdigest()
-        results = _race(8, lambda i: hashlib.sha256(store.stream("/shared", 0).read()).hexdigest())
+        results = race(8, lambda i: hashlib.sha256(store.stream("/shared", 0).read()).hexdigest())
         assert results == [digest] * 8
         store.delete("/shared")
 
@@ -396,7 +314,7 @@ class DriverConformance:
             writer.write(b"partial")
             raise RuntimeError("client went away")
         assert store.get("/w") == b"old"
-        resumed = _reopen(store).writer("/w", append=True)
+        resumed = reopen(store).writer("/w", append=True)
         assert resumed.size == len(b"partial")
         resumed.write(b" and the rest")
         resumed.commit()
@@ -411,7 +329,7 @@ class DriverConformance:
             writer.write(piece)
             expected += piece
             writer.close()
-            writer = _reopen(store).writer("/w", append=True)
+            writer = reopen(store).writer("/w", append=True)
             assert writer.size == len(expected)
         writer.commit()
         assert store.get("/w") == expected
@@ -419,14 +337,14 @@ class DriverConformance:
 
     def test_resume_multi_chunk_appends_in_new_instances(self, store: StorageDriver) -> None:
         chunk = store.chunk_size
-        pieces = [_payload(n, seed=n) for n in (chunk + 13, 2 * chunk - 1, chunk // 3, chunk)]
+        pieces = [payload(n, seed=n) for n in (chunk + 13, 2 * chunk - 1, chunk // 3, chunk)]
         writer = store.writer("/w")
         written = 0
         for piece in pieces:
             writer.write(piece)
             written += len(piece)
             writer.close()
-            writer = _reopen(store).writer("/w", append=True)
+            writer = reopen(store).writer("/w", append=True)
             assert writer.size == written
         writer.commit()
         got = store.get("/w")
@@ -446,9 +364,9 @@ class DriverConformance:
         store.delete("/z")
 
     def test_append_to_committed_content(self, store: StorageDriver) -> None:
-        head = _payload(store.chunk_size + 5, seed=9)
+        head = payload(store.chunk_size + 5, seed=9)
         store.put("/a", head)
-        appender = _reopen(store).writer("/a", append=True)
+        appender = reopen(store).writer("/a", append=True)
         assert appender.size == len(head)
         appender.write(b"tail")
         assert store.get("/a") == head
@@ -484,7 +402,7 @@ class DriverConformance:
     def test_cancel_publishes_nothing_and_drops_progress(self, store: StorageDriver) -> None:
         store.put("/c", b"committed")
         writer = store.writer("/c")
-        writer.write(_payload(store.chunk_size + 1))
+        writer.write(payload(store.chunk_size + 1))
         writer.cancel()
         assert store.get("/c") == b"committed"
         resumed = store.writer("/c", append=True)
@@ -513,7 +431,7 @@ class DriverConformance:
     def test_writer_replaces_content_only_at_commit(self, store: StorageDriver) -> None:
         store.put("/r", b"old content")
         writer = store.writer("/r")
-        writer.write(_payload(store.chunk_size * 2 + 1))
+        writer.write(payload(store.chunk_size * 2 + 1))
         assert store.get("/r") == b"old content"
         writer.commit()
         assert store.stat("/r").size == store.chunk_size * 2 + 1
@@ -567,7 +485,7 @@ class DriverConformance:
     # ------------------------------------------------------------------ move
 
     def test_move(self, store: StorageDriver) -> None:
-        content = _payload(self.multi_chunk(store), seed=5)
+        content = payload(self.multi_chunk(store), seed=5)
         store.put("/src/file", content)
         store.put("/dst/deeper/file", b"old")
         store.move("/src/file", "/dst/deeper/file")
@@ -615,7 +533,7 @@ class DriverConformance:
     # ------------------------------------------------------------------ cat
 
     def test_cat(self, store: StorageDriver) -> None:
-        parts = [_payload(self.multi_chunk(store), seed=6), b"", b"small", _payload(store.chunk_size, seed=7)]
+        parts = [payload(self.multi_chunk(store), seed=6), b"", b"small", payload(store.chunk_size, seed=7)]
         names = [f"/parts/{i}" for i in range(len(parts))]
         for name, data in zip(names, parts, strict=True):
             store.put(name, data)
@@ -698,7 +616,7 @@ class DriverConformance:
     def test_racing_put_if_none_match_has_one_winner(self, store: StorageDriver) -> None:
         self._conditional(lambda: store.put("/probe", b"", if_none_match="*"))
         store.delete("/probe")
-        results = _race(16, lambda i: store.put("/race", f"writer {i}".encode(), if_none_match="*"))
+        results = race(16, lambda i: store.put("/race", f"writer {i}".encode(), if_none_match="*"))
         winners = [i for i, result in enumerate(results) if result is None]
         losers = [result for result in results if result is not None]
         assert len(winners) == 1, results
@@ -709,21 +627,21 @@ class DriverConformance:
     # ------------------------------------------------------------------ concurrency
 
     def test_concurrent_writers_and_cats_never_tear(self, store: StorageDriver) -> None:
-        contents = [_payload(3000 + 17 * i, seed=i) for i in range(16)]
+        contents = [payload(3000 + 17 * i, seed=i) for i in range(16)]
         sizes = {len(content) for content in contents}
-        with _StatLoop(store, "/hot") as loop:
-            results = _race(16, lambda i: self._write_whole(store, "/hot", contents[i]))
+        with StatLoop(store, "/hot") as loop:
+            results = race(16, lambda i: self._write_whole(store, "/hot", contents[i]))
         assert all(result is None for result in results), results
         assert not loop.errors, loop.errors[:3]
         assert loop.sizes <= sizes, loop.sizes - sizes
         assert store.get("/hot") in contents
 
-        halves = [b"first half|", _payload(5000, seed=99)]
+        halves = [b"first half|", payload(5000, seed=99)]
         store.put("/h1", halves[0])
         store.put("/h2", halves[1])
         joined = b"".join(halves)
-        with _StatLoop(store, "/catted") as loop:
-            results = _race(16, lambda i: store.cat("/catted", ["/h1", "/h2"]))
+        with StatLoop(store, "/catted") as loop:
+            results = race(16, lambda i: store.cat("/catted", ["/h1", "/h2"]))
         assert all(result is None for result in results), results
         assert not loop.errors, loop.errors[:3]
         assert loop.sizes <= {len(joined)}
@@ -738,7 +656,7 @@ class DriverConformance:
                 writer.write(content[start : start + 1000])
 
     def test_concurrent_puts_and_reads_never_tear(self, store: StorageDriver) -> None:
-        contents = [_payload(2000 + 31 * i, seed=100 + i) for i in range(8)]
+        contents = [payload(2000 + 31 * i, seed=100 + i) for i in range(8)]
         store.put("/p", contents[0])
         stop = threading.Event()
         torn: list[bytes] = []
@@ -756,7 +674,7 @@ class DriverConformance:
         for thread in threads:
             thread.start()
         try:
-            _race(8, lambda i: self._put_each(store, "/p", [contents[(i + k) % 8] for k in range(4)]))
+            race(8, lambda i: self._put_each(store, "/p", [contents[(i + k) % 8] for k in range(4)]))
         finally:
             stop.set()
             for thread in threads:
@@ -779,10 +697,10 @@ class DriverConformance:
             assert exc.driver == store.name
             store.delete("/u")
             return
-        status, _, body = _fetch(url)
+        status, _, body = fetch(url)
         assert (status, body) == (200, b"fetch me")
         head_url = store.url_for("/u", method="HEAD", expires_in=60)
-        status, headers, _ = _fetch(head_url, "HEAD")
+        status, headers, _ = fetch(head_url, "HEAD")
         assert status == 200
         assert int({k.lower(): v for k, v in headers.items()}["content-length"]) == 8
         store.delete("/u")
@@ -805,7 +723,7 @@ class DriverConformance:
 
     def test_pickled_instance_sees_the_same_store(self, store: StorageDriver) -> None:
         store.put("/shared", b"x")
-        other = _reopen(store)
+        other = reopen(store)
         assert other is not store
         assert other.get("/shared") == b"x"
         other.delete("/shared")
@@ -841,7 +759,7 @@ class DriverConformance:
     @pytest.mark.large
     def test_large_streamed_write_and_read(self, store: StorageDriver, request: pytest.FixtureRequest) -> None:
         size = int(request.config.getoption("blobdrivers_large_size", default=2 * 1024**3) or 2 * 1024**3)
-        block = _payload(8 * 1024 * 1024, seed=42)
+        block = payload(8 * 1024 * 1024, seed=42)
         expected = hashlib.sha256()
         started = time.monotonic()
         with store.writer("/large") as writer:

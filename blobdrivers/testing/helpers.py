@@ -1,0 +1,104 @@
+"""What the parts of the conformance suite share: payloads, fresh instances, races, the base fixtures."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """Incompressible bytes of ``size``, different for each seed."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def reopen(driver: StorageDriver) -> StorageDriver:
+    """Another instance of the same store, sharing no state with ``driver``."""
+    fresh: StorageDriver = pickle.loads(pickle.dumps(driver))
+    return fresh
+
+
+def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a plain HTTP request to ``url``."""
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, dict(response.headers), response.read()
+
+
+def race(count: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Run ``fn(i)`` for ``i`` in ``range(count)`` all at once; return results or exceptions."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> Any:
+        barrier.wait()
+        try:
+            return fn(index)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+class StatLoop:
+    """Stats a path in a loop on a thread, recording every size seen or error raised."""
+
+    def __init__(self, driver: StorageDriver, path: str) -> None:
+        self.sizes: set[int] = set()
+        self.errors: list[Exception] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(driver, path), daemon=True)
+
+    def _run(self, driver: StorageDriver, path: str) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sizes.add(driver.stat(path).size)
+            except PathNotFoundError:
+                pass
+            except Exception as exc:
+                self.errors.append(exc)
+
+    def __enter__(self) -> StatLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class SuiteBase:
+    """What every part of the suite shares: the ``driver`` and ``store`` fixtures and sizes."""
+
+    @pytest.fixture
+    def driver(self) -> StorageDriver:
+        """Override: a driver on an empty store."""
+        raise NotImplementedError("subclass DriverConformance and define the `driver` fixture")
+
+    @pytest.fixture
+    def store(self, driver: StorageDriver) -> Iterator[StorageDriver]:
+        """The driver under test; after the test the store must be empty again."""
+        yield driver
+        left = [info.path for info in driver.walk("/") if not info.is_dir]
+        for path in left:
+            driver.delete(path)
+        assert not left, f"the test left files behind: {left[:10]}"
+
+    @staticmethod
+    def multi_chunk(driver: StorageDriver) -> int:
+        """A size spanning several chunks, not aligned to any."""
+        return 2 * driver.chunk_size + driver.chunk_size // 2 + 7
