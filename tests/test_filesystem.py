@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -252,3 +253,40 @@ def test_failed_move_or_conditional_put_leaves_no_empty_folder(tmp_path: Path, m
         store.put("/c/f", b"x", if_match="no-such-etag")
     assert store.list("/") == ["/a-b"]
     store.delete("/a-b")
+
+
+# ---------------------------------------------------------------------- in-memory races
+
+
+class _DeleteAfterFirstRelease:
+    """Wraps a store lock: right after its first release, deletes a path through the driver (once)."""
+
+    def __init__(self, lock: Any, driver: InMemoryDriver, path: str) -> None:
+        self._lock, self._driver, self._path = lock, driver, path
+        self.fired = False
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        if not self.fired:
+            self.fired = True
+            self._driver.delete(self._path)
+
+
+def test_inmemory_stat_of_a_directory_whose_last_file_is_deleted_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delete lands between the stat's steps (deterministically): a directory result or PathNotFoundError."""
+    store = InMemoryDriver()
+    store.put("/d/f", b"x")
+    racer = _DeleteAfterFirstRelease(store._store.lock, store, "/d/f")
+    monkeypatch.setattr(store._store, "lock", racer)
+    try:
+        info = store.stat("/d")
+    except PathNotFoundError:
+        pass
+    else:
+        assert info.is_dir and info.path == "/d"
+    assert racer.fired
+    with pytest.raises(PathNotFoundError):
+        store.stat("/d")

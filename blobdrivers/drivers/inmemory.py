@@ -110,10 +110,12 @@ class InMemoryDriver(StorageDriver):
         if blob is not None:
             return FileInfo(full, len(blob.data), blob.modified, etag=blob.etag)
         with self._store.lock:
+            # The key and its blob are read under one lock: a delete between them would leave a dangling key.
             below = self._store.below(full)[:1]
-        if not below:
+            first = self._store.blobs[below[0]] if below else None
+        if first is None:
             raise PathNotFoundError(f"nothing at {full}")
-        return FileInfo(full, 0, self._store.blobs[below[0]].modified, is_dir=True)
+        return FileInfo(full, 0, first.modified, is_dir=True)
 
     def _list(self, full: str) -> Iterator[str]:
         with self._store.lock:
