@@ -56,7 +56,10 @@ class RacePoint:
 #: The race points a driver marks with :meth:`StorageDriver._race_point`, and where.
 RACE_POINTS: Mapping[str, str] = {
     "put.checked": "a conditional put or commit has checked its condition and not yet published",
-    "move.copied": "a move has written the destination and not yet removed the source",
+    "move.copied": (
+        "a move has written the destination (a rename: checked its conditions) and not yet removed the source"
+        " (path: the source)"
+    ),
     "part.upload": "a writer or multipart put is about to send one part (index: part number, from 1)",
 }
 

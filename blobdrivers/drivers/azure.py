@@ -780,6 +780,7 @@ class AzureDriver(StorageDriver):
             # Copy Blob keeps the source type and refuses a destination of another type.
             self._replace_legacy(target)
             self._copy(source, props, target, conditions)
+        self._race_point("move.copied", src)
         try:
             source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
         except HttpResponseError as exc:

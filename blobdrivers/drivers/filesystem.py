@@ -132,15 +132,25 @@ class FilesystemDriver(StorageDriver):
             os.fsync(fd)
 
     @contextmanager
-    def _path_lock(self, full: str) -> Iterator[None]:
-        stripe = int.from_bytes(hashlib.blake2b(full.encode(), digest_size=4).digest(), "big") % _LOCK_STRIPES
-        with self._staging("locks") as locks:
-            fd = os.open(str(stripe), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=locks)
+    def _path_lock(self, *fulls: str) -> Iterator[None]:
+        """Hold the lock of every path in ``fulls`` (across threads and processes) for the block.
+
+        The locks are taken in ascending stripe order, each stripe once, so two
+        operations on overlapping paths never deadlock (nor one on itself: two
+        descriptors of one lock file would exclude each other).
+        """
+        stripes = sorted({_stripe(full) for full in fulls})
+        fds: list[int] = []
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            with self._staging("locks") as locks:
+                for stripe in stripes:
+                    fds.append(os.open(str(stripe), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=locks))
+            for fd in fds:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     # ------------------------------------------------------------------ publishing
 
@@ -157,6 +167,8 @@ class FilesystemDriver(StorageDriver):
             try:
                 with self._dir(parent, create=True) as dir_fd, self._path_lock(full):
                     self._check(dir_fd, name, full, conditions)
+                    if conditions.if_match is not None:
+                        self._race_point("put.checked", full)
                     if conditions.if_none_match:
                         try:
                             os.link(staged, name, dst_dir_fd=dir_fd)
@@ -294,14 +306,17 @@ class FilesystemDriver(StorageDriver):
     def _move(self, src: str, dst: str, conditions: Conditions) -> None:
         # One rename (or, for if_none_match, link then unlink) from the source itself:
         # a crash at any point leaves the source, the destination, or (between link
-        # and unlink) both, and never loses the content.
+        # and unlink) both, and never loses the content. The locks of both paths are
+        # held from the check to the end, so a put or delete of either is wholly
+        # before or after the move (a put that checked its if_match on the source
+        # cannot publish between the move's rename and its return).
         src_name, dst_name = src.rsplit("/", 1)[1], dst.rsplit("/", 1)[1]
         for attempt in range(5):
             try:
-                with self._dir(paths.parent(src)) as src_dir:
+                with self._path_lock(src, dst), self._dir(paths.parent(src)) as src_dir:
                     if not stat_module.S_ISREG(os.stat(src_name, dir_fd=src_dir, follow_symlinks=False).st_mode):
                         raise FileNotFoundError(errno.ENOENT, f"{src} is not a file")
-                    self._move_checked(src_dir, src_name, dst, dst_name, conditions)
+                    self._move_checked(src_dir, src, src_name, dst, dst_name, conditions)
                 break
             except FileNotFoundError:
                 # A concurrent delete may have pruned the new destination folder; retry
@@ -314,8 +329,10 @@ class FilesystemDriver(StorageDriver):
                 raise
         self._prune(paths.parent(src))
 
-    def _move_checked(self, src_dir: int, src_name: str, dst: str, dst_name: str, conditions: Conditions) -> None:
-        with self._dir(paths.parent(dst), create=True) as dst_dir, self._path_lock(dst):
+    def _move_checked(
+        self, src_dir: int, src: str, src_name: str, dst: str, dst_name: str, conditions: Conditions
+    ) -> None:
+        with self._dir(paths.parent(dst), create=True) as dst_dir:
             self._check(dst_dir, dst_name, dst, conditions)
             if conditions.if_none_match:
                 try:
@@ -323,8 +340,10 @@ class FilesystemDriver(StorageDriver):
                 except FileExistsError:
                     raise PreconditionFailedError(f"{dst} already exists") from None
                 self._sync_dir(dst_dir)
+                self._race_point("move.copied", src)
                 os.unlink(src_name, dir_fd=src_dir)
             else:
+                self._race_point("move.copied", src)
                 os.rename(src_name, dst_name, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
             self._sync_dir(dst_dir)
             self._sync_dir(src_dir)
@@ -473,6 +492,11 @@ class _FileWriter:
     def cancel(self) -> None:
         os.close(self._fd)
         os.unlink(self._own)
+
+
+def _stripe(full: str) -> int:
+    """The lock stripe of a path: a fixed set of lock files, so their number stays bounded."""
+    return int.from_bytes(hashlib.blake2b(full.encode(), digest_size=4).digest(), "big") % _LOCK_STRIPES
 
 
 def _etag(result: os.stat_result) -> str:

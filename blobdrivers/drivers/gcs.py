@@ -906,6 +906,7 @@ class GCSDriver(StorageDriver):
             raise PathNotFoundError(f"no file at {src}")
         generation = str(item["generation"])
         self._rewrite(src_key, dst_key, generation, params)
+        self._race_point("move.copied", src)
         # Pinned: if src was replaced meanwhile, the newer content stays.
         self._delete_key(src_key, generation=generation)
 

@@ -432,6 +432,7 @@ class OSSDriver(StorageDriver):
             self._backend.copy_object(src_key, dst_key, conditions, source_etag=info.etag)
         else:
             self.engine.copy(src_key, dst_key, info, conditions)
+        self._race_point("move.copied", src)
         self._backend.delete_key(src_key)
 
     def _delete(self, full: str) -> None:

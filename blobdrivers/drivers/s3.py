@@ -369,6 +369,7 @@ class S3Driver(StorageDriver):
             # Conditional moves complete a multipart copy: conditions on CompleteMultipartUpload
             # are honoured by more S3 implementations than conditions on CopyObject.
             self.engine.copy(src_key, dst_key, info, conditions)
+        self._race_point("move.copied", src)
         self.client.delete_object(Bucket=self.bucket, Key=src_key)
 
     def _delete(self, full: str) -> None:
