@@ -608,6 +608,23 @@ def test_conditional_move_completes_with_the_condition(s3: S3Driver, s3_client: 
     s3.delete("/dst")
 
 
+def test_move_deletes_its_source_only_if_it_is_still_the_copied_version(s3: S3Driver) -> None:
+    """DeleteObject of the source carries If-Match with the copied etag (moto also enforces it)."""
+    s3.put("/src", b"old")
+    etag = s3.stat("/src").etag
+    calls = Calls(s3)
+    s3.move("/src", "/dst")
+    (delete,) = [headers for name, headers in calls.headers if name == "DeleteObject"]
+    assert delete["if-match"] == f'"{etag}"'
+    # A rewrite after the copy makes that delete fail with 412: the move succeeds, the newer content stays.
+    s3.put("/src", b"first")
+    s3.race_hooks["move.copied"] = lambda point: s3.put("/src", b"second")
+    s3.move("/src", "/dst")
+    assert (s3.get("/src"), s3.get("/dst")) == (b"second", b"first")
+    s3.delete("/src")
+    s3.delete("/dst")
+
+
 # --------------------------------------------------------------------------- list / walk / delete
 
 

@@ -370,7 +370,14 @@ class S3Driver(StorageDriver):
             # are honoured by more S3 implementations than conditions on CopyObject.
             self.engine.copy(src_key, dst_key, info, conditions)
         self._race_point("move.copied", src)
-        self.client.delete_object(Bucket=self.bucket, Key=src_key)
+        # Only the version that was copied: a put landing after the copy stays ("move, then put").
+        pinned = {"IfMatch": _quote(info.etag)} if info.etag else {}
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=src_key, **pinned)
+        except ClientError as exc:
+            if not (_is_precondition(exc) or _is_not_found(exc) or _code(exc) == "ConditionalRequestConflict"):
+                raise
+            log.debug("s3: move left %s alone: it changed after the copy (%s)", src_key, _code(exc))
 
     def _delete(self, full: str) -> None:
         if not self.engine.delete(paths.to_key(full), paths.dir_key(full)):
