@@ -196,6 +196,9 @@ class StorageDriver(abc.ABC):
         """Move the file ``src`` to ``dst``, replacing ``dst``; conditions apply to ``dst``.
 
         A missing ``src`` raises :class:`PathNotFoundError` and leaves ``dst`` untouched.
+        A move never deletes content it did not move: a put to ``src`` racing the
+        move is either moved, or (landing after the move read ``src``) stays at
+        ``src`` while the move still succeeds ("move, then put").
         """
         full_src = self._file_path(src)
         full_dst = self._file_path(dst)

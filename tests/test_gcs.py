@@ -41,6 +41,7 @@ from blobdrivers.errors import (
     UnsupportedMethodError,
 )
 from blobdrivers.testing import DriverConformance
+from blobdrivers.testing.contract_races import MOVE_CONDITIONS
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
@@ -134,6 +135,15 @@ class TestGCSConformance(DriverConformance):
             super().test_racing_put_if_none_match_has_one_winner(store)
         finally:
             _leave_empty(store)
+
+    @_emulator_ignores(
+        "ignores ifGenerationMatch on the move's pinned delete (see test_move_keeps_a_source_rewritten_*)"
+    )
+    @MOVE_CONDITIONS
+    def test_move_keeps_a_put_to_its_source_after_the_copy(  # type: ignore[override]
+        self, store: GCSDriver, conditions: dict[str, str]
+    ) -> None:
+        super().test_move_keeps_a_put_to_its_source_after_the_copy(store, conditions)
 
 
 # ---------------------------------------------------------------------- wire helpers
@@ -533,6 +543,29 @@ def test_move_is_a_rewrite_then_a_generation_pinned_delete(
     assert gcs.get("/dst") == content
     with pytest.raises(PathNotFoundError):
         gcs.stat("/src")
+    gcs.delete("/dst")
+
+
+def test_move_keeps_a_source_rewritten_after_the_rewrite(gcs: GCSDriver, wire_for: Callable[[GCSDriver], Wire]) -> None:
+    """A put to the source after the rewrite makes the pinned delete fail (412 on GCS): the move succeeds, both stay."""
+    gcs.put("/src", b"first")
+    copied = gcs.stat("/src").etag
+    wire = wire_for(gcs)
+
+    def pinned_delete_of_a_replaced_generation(call: Call, forward: Callable[..., Any]) -> Any:
+        # What GCS answers; the emulator ignores ifGenerationMatch and would delete the newer generation.
+        if call.method == "DELETE" and call.params.get("ifGenerationMatch") == copied:
+            error = {"code": 412, "message": "conditionNotMet", "errors": [{"reason": "conditionNotMet"}]}
+            return _response(412, {"error": error})
+        return None
+
+    wire.rules.append(pinned_delete_of_a_replaced_generation)
+    gcs.race_hooks["move.copied"] = lambda point: _reopen(gcs).put("/src", b"second")
+    gcs.move("/src", "/dst")
+    (delete,) = wire.find("DELETE")
+    assert delete.params["ifGenerationMatch"] == copied
+    assert (gcs.get("/src"), gcs.get("/dst")) == (b"second", b"first")
+    gcs.delete("/src")
     gcs.delete("/dst")
 
 

@@ -433,6 +433,13 @@ class OSSDriver(StorageDriver):
         else:
             self.engine.copy(src_key, dst_key, info, conditions)
         self._race_point("move.copied", src)
+        # OSS has no conditional DeleteObject: check the source is still the copied version right
+        # before deleting it, so a put landing after the copy stays ("move, then put"). A put in the
+        # one round trip between this check and the delete is still lost (see docs/drivers/oss.md).
+        current = self._backend.head_object(src_key)
+        if current is None or current.etag != info.etag:
+            log.debug("oss: move left %s alone: it changed after the copy", src_key)
+            return
         self._backend.delete_key(src_key)
 
     def _delete(self, full: str) -> None:
