@@ -29,7 +29,6 @@ WINDOW = 1.0
 #: Upper bound on any background call of these tests.
 JOIN_TIMEOUT = 120.0
 
-
 #: The moves of :meth:`RaceContract.test_move_keeps_a_put_to_its_source_after_the_copy` (a subclass
 #: overriding it re-applies this mark): unconditional, and conditional (which on some drivers takes
 #: another path: a multipart copy, a link then unlink).
