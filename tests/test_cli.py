@@ -488,6 +488,26 @@ def test_mv_across_stores_and_local(
     assert run(capsys, "mv", "-", f"{fs}#/x")[0] == 2
 
 
+def test_cp_and_mv_between_two_filesystem_roots(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    a, b = (tmp_path / "A").as_uri(), (tmp_path / "B").as_uri()
+    assert run(capsys, "put", local(tmp_path, "f", b"xx"), f"{a}#/x")[0] == 0
+    assert run(capsys, "put", local(tmp_path, "g", b"zz"), f"{a}#/d/z")[0] == 0
+    assert run(capsys, "cp", f"{a}#/x", f"{b}#/y") == (0, "", "")
+    assert run(capsys, "mv", f"{a}#/x", f"{b}#/moved") == (0, "", "")
+    assert run(capsys, "cp", "-r", a, b) == (0, "", "")
+    store_a, store_b = blobdrivers.from_url(a), blobdrivers.from_url(b)
+    assert [i.path for i in store_a.walk() if not i.is_dir] == ["/d/z"]
+    assert {i.path: store_b.get(i.path) for i in store_b.walk() if not i.is_dir} == {
+        "/d/z": b"zz",
+        "/moved": b"xx",
+        "/y": b"xx",
+    }
+    c = (tmp_path / "C").as_uri()
+    assert run(capsys, "sync", "-q", b, c)[0] == 0
+    assert sorted(i.path for i in blobdrivers.from_url(c).walk() if not i.is_dir) == ["/d/z", "/moved", "/y"]
+    assert [i.path for i in store_a.walk() if not i.is_dir] == ["/d/z"]
+
+
 # ---------------------------------------------------------------------- rm, url
 
 

@@ -352,6 +352,19 @@ def flaky_always() -> None:
     raise ConnectionResetError()
 
 
+def test_same_store_includes_the_root(tmp_path: Path) -> None:
+    fs_a = blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path / "a")})
+    assert fs_a.same_store(blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path / "a") + "/"}))
+    assert fs_a.same_store(blobdrivers.from_url((tmp_path / "a").as_uri()))
+    assert not fs_a.same_store(blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path / "b")}))
+    assert not fs_a.same_store(fs_a.below("/sub"))
+    memory = InMemoryDriver(name="same-store")
+    assert memory.same_store(InMemoryDriver(name="same-store", rootdirectory="/"))
+    assert not memory.same_store(memory.below("/sub"))
+    assert not memory.same_store(InMemoryDriver(name="other-store"))
+    assert not memory.same_store(fs_a)
+
+
 # ---------------------------------------------------------------------- instrumentation and redaction
 
 

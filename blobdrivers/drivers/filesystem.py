@@ -72,6 +72,11 @@ class FilesystemDriver(StorageDriver):
         for folder in ("tmp", "uploads", "locks", "trash"):
             os.makedirs(os.path.join(self.root, STAGING, folder), exist_ok=True)
 
+    def _identity(self) -> tuple[tuple[str, str], ...]:
+        # The base class knows a root only as a key prefix; here the root is a folder of
+        # this machine, so it (resolved: one folder spelt two ways is one store) tells stores apart.
+        return (*super()._identity(), ("folder", repr(os.path.realpath(self.root))))
+
     def _params_below(self, path: str) -> dict[str, Any]:
         return {**self._params, "rootdirectory": os.path.join(self.root, path.lstrip("/"))}
 
