@@ -247,6 +247,32 @@ def test_a_delete_racing_a_cache_fill_is_never_undone(cache: DescriptorCache, ra
     assert cache.stat(digest) == Descriptor(digest, len(data))
 
 
+def test_generations_guard_fills(cache: DescriptorCache) -> None:
+    before = cache.generation(D1)
+    cache.clear(D1)
+    cache.fill(Descriptor(D1, 1), before)  # read before the clear: refused
+    assert cache.stat(D1) is None
+    cache.fill(Descriptor(D1, 1), cache.generation(D1))
+    assert cache.stat(D1) == Descriptor(D1, 1)
+    unrelated = cache.generation(D2)
+    cache.clear(D1)  # another digest's clear does not refuse the fill
+    cache.fill(Descriptor(D2, 2), unrelated)
+    assert cache.stat(D2) == Descriptor(D2, 2)
+    cache.fill(Descriptor(D3, 3), None)  # unknown generation: nothing cached
+    assert cache.stat(D3) is None
+
+
+def test_memory_cache_refuses_fills_older_than_a_forgotten_clear() -> None:
+    cache = MemoryDescriptorCache(max_entries=1)
+    before = cache.generation(D1)
+    cache.clear(D1)
+    cache.clear(D2)  # the clear of D1 is forgotten (bounded memory)
+    cache.fill(Descriptor(D1, 1), before)
+    assert cache.stat(D1) is None
+    cache.fill(Descriptor(D1, 1), cache.generation(D1))
+    assert cache.stat(D1) == Descriptor(D1, 1)
+
+
 def test_cache_is_shared_between_store_instances(cache: DescriptorCache, tmp_path: Path) -> None:
     first = BlobStore(blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path)}), cache=cache)
     second_driver = blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path)})
