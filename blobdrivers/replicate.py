@@ -255,8 +255,10 @@ def replicate(
     the run (``KeyboardInterrupt`` becomes :class:`ReplicationInterrupted`).
 
     Store errors never raise: they are failures in the report (a listing error
-    aborts the run). Raises ``ValueError`` for bad arguments, and when source and
-    target overlap (the same store with one location inside the other).
+    aborts the run). Raises ``ValueError`` for bad arguments, when source and
+    target overlap (the same store with one location inside the other), and when
+    the source is a filesystem folder that does not exist (a mistyped source is not
+    an empty one).
     """
     if compare not in COMPARE_MODES:
         raise ValueError(f"compare must be one of {', '.join(COMPARE_MODES)}, not {compare!r}")
@@ -268,6 +270,7 @@ def replicate(
         raise ValueError(f"failure_ratio must be a number >= 0, not {failure_ratio!r}")
     paths.validate(path, allow_root=True)
     _refuse_overlap(source, target, path)
+    _refuse_missing_folder(source)
     run = _Run(
         source,
         target,
@@ -326,6 +329,14 @@ def _refuse_overlap(source: StorageDriver, target: StorageDriver, path: str) -> 
             f"source and target overlap ({a or '/'} and {b or '/'} on the same store): "
             "replicating one into the other would copy or delete its own files"
         )
+
+
+def _refuse_missing_folder(source: StorageDriver) -> None:
+    # Reading a missing root creates nothing and lists nothing: without this a typo
+    # in the source would replicate an "empty store" and succeed.
+    folder = _os_root(source)
+    if folder is not None and not os.path.isdir(folder):
+        raise ValueError(f"the source folder {folder} does not exist")
 
 
 def _server_side_copier(source: StorageDriver, target: StorageDriver) -> Callable[[str], None] | None:

@@ -508,6 +508,26 @@ def test_cp_and_mv_between_two_filesystem_roots(capsys: pytest.CaptureFixture[st
     assert [i.path for i in store_a.walk() if not i.is_dir] == ["/d/z"]
 
 
+def test_reads_and_dry_runs_create_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing, target, source = tmp_path / "missing", tmp_path / "target", tmp_path / "source"
+    code, _, err = run(capsys, "stat", missing.as_uri())
+    assert code == 1 and err.startswith("blobdrivers: error:")
+    assert run(capsys, "ls", "-r", missing.as_uri()) == (0, "", "")
+    assert run(capsys, "get", f"{missing.as_uri()}#/x", str(tmp_path / "out"))[0] == 1
+    assert run(capsys, "cp", "-r", missing.as_uri(), target.as_uri())[0] == 1
+    assert not missing.exists() and not target.exists()
+    assert run(capsys, "put", local(tmp_path, "f", b"data"), f"{source.as_uri()}#/a/f")[0] == 0
+    assert run(capsys, "sync", "--dry-run", source.as_uri(), target.as_uri())[0] == 0
+    assert not target.exists()
+    # A mistyped source is an error naming it, not an empty store.
+    code, out, err = run(capsys, "sync", "-q", missing.as_uri(), target.as_uri())
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and os.path.realpath(missing) in err and "does not exist" in err
+    assert not missing.exists() and not target.exists()
+    assert run(capsys, "sync", "-q", source.as_uri(), target.as_uri())[0] == 0  # the first write creates it
+    assert blobdrivers.from_url(target.as_uri()).get("/a/f") == b"data"
+
+
 # ---------------------------------------------------------------------- rm, url
 
 

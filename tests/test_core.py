@@ -365,6 +365,29 @@ def test_same_store_includes_the_root(tmp_path: Path) -> None:
     assert not memory.same_store(fs_a)
 
 
+def test_filesystem_root_is_made_by_the_first_write_only(tmp_path: Path) -> None:
+    root = tmp_path / "later"
+    store = blobdrivers.create("filesystem", {"rootdirectory": str(root)})
+    assert store.list("/") == [] and list(store.walk()) == []
+    with pytest.raises(PathNotFoundError):
+        store.stat("/")
+    with pytest.raises(PathNotFoundError):
+        store.get("/a")
+    with pytest.raises(PathNotFoundError):
+        store.delete("/a")
+    with pytest.raises(PathNotFoundError):
+        store.move("/a", "/b")
+    store.below("/child").list("/")
+    assert not root.exists()
+    store.put("/a", b"x")
+    assert store.get("/a") == b"x" and store.list("/") == ["/a"]
+    other = blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path / "by-writer")})
+    with other.writer("/w") as writer:
+        writer.write(b"w")
+        writer.commit()
+    assert other.get("/w") == b"w"
+
+
 # ---------------------------------------------------------------------- instrumentation and redaction
 
 
