@@ -49,6 +49,7 @@ from . import paths
 from .driver import StorageDriver
 from .errors import PathNotFoundError, StorageError, UnsupportedMethodError
 from .listing import FileInfo
+from .redaction import redact_url
 
 __all__ = [
     "COMPARE_MODES",
@@ -1017,12 +1018,21 @@ def run_sync(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: 
 
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
+    opened: list[StorageDriver] = []
+
+    def shown(text: str) -> str:
+        # Everything printed may quote the URLs: mask their credentials.
+        for driver in opened:
+            text = driver.redact(text)
+        return redact_url(text, {name for driver in opened for name in driver.secret_params})
+
     try:
-        source = _open_store(args.source)
-        target = _open_store(args.target)
+        opened.append(_open_store(args.source))
+        opened.append(_open_store(args.target))
     except (StorageError, ValueError) as exc:
-        print(f"blobdrivers sync: error: {exc}", file=err)
+        print(shown(f"blobdrivers sync: error: {exc}"), file=err)
         return 2
+    source, target = opened
     quiet = bool(getattr(args, "quiet", False))
     show_bar = not args.dry_run and progress_wanted(quiet=quiet, stream=err)
     bar = Progress("sync", enabled=show_bar, stream=err)
@@ -1061,7 +1071,7 @@ def run_sync(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: 
         report, status = exc.report, 130
     except (StorageError, ValueError) as exc:
         bar.abort()
-        print(f"blobdrivers sync: error: {exc}", file=err)
+        print(shown(f"blobdrivers sync: error: {exc}"), file=err)
         return 2
     if report.ok:
         bar.finish()
@@ -1073,16 +1083,16 @@ def run_sync(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: 
         data["target"] = args.target
         if args.dry_run:
             data["plan"] = plan
-        print(json.dumps(data, indent=2), file=out)
+        print(shown(json.dumps(data, indent=2)), file=out)
     else:
-        print(summary_table(report, args.source, args.target), file=out)
+        print(shown(summary_table(report, args.source, args.target)), file=out)
     if status:
         return status
     return 0 if report.ok else 1
 
 
 def summary_table(report: ReplicationReport, source: str, target: str, *, max_failures: int = 20) -> str:
-    """The end-of-run summary of ``blobdrivers sync`` as text."""
+    """The end-of-run summary of ``blobdrivers sync`` as text (credentials in the URLs masked)."""
     from .progress import format_size
 
     verb = "would copy" if report.dry_run else "copied"
@@ -1104,7 +1114,7 @@ def summary_table(report: ReplicationReport, source: str, target: str, *, max_fa
         ("extra", report.extra, "", "on the target only" + ("" if report.dry_run else f", deleted {report.deleted:,}"))
     )
     rows.append(("failed", len(report.failed), "", ""))
-    title = f"{'dry run: ' if report.dry_run else ''}{source} -> {target}"
+    title = redact_url(f"{'dry run: ' if report.dry_run else ''}{source} -> {target}")
     lines = [title, f"  {'':<10} {'files':>12} {'bytes':>12}"]
     for name, count, size, note in rows:
         lines.append(f"  {name:<10} {count:>12,} {size:>12}  {note}".rstrip())

@@ -590,6 +590,26 @@ def test_errors_never_show_secrets(capsys: pytest.CaptureFixture[str], urltest: 
     assert "TOPSECRET42" not in out + err and "SIGNATURE123" not in out + err  # ...masked
 
 
+def test_sync_never_shows_secrets(capsys: pytest.CaptureFixture[str], tmp_path: Path, urltest: str) -> None:
+    source = f"{urltest}&chunksize=65536"  # a secret before another parameter
+    target = urltest.replace("cli-", "dst-").replace("TOPSECRET42", "SECRETKEY%2F99")  # quoted in the URL
+    blobdrivers.from_url(source).put("/a", b"1")
+    blobdrivers.from_url(target).put("/extra", b"2")  # its delete fails, quoting the token in the cause
+    outputs = [
+        run(capsys, "sync", "-q", source, target),
+        run(capsys, "sync", "-q", "--json", "--delete", source, target),
+        run(capsys, "sync", "--dry-run", "--json", source, target),
+        run(capsys, "sync", f"{source}#/x", target),  # usage errors quote the URL
+        run(capsys, "sync", "s3://bucket?accesskey=AKIDSECRET77&secretkey=S3CRETKEY55#/x", target),
+    ]
+    assert [code for code, _, _ in outputs] == [0, 1, 0, 2, 2]
+    text = "".join(out + err for _, out, err in outputs)
+    for secret in ("TOPSECRET42", "SECRETKEY", "AKIDSECRET77", "S3CRETKEY55"):
+        assert secret not in text
+    assert "token=***&chunksize=65536" in text and "secretkey=***" in text
+    assert json.loads(outputs[1][1])["target"].endswith("?token=***")
+
+
 def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, mem: str) -> None:
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt
