@@ -414,6 +414,18 @@ def test_secrets_are_redacted_from_repr_and_errors() -> None:
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 
+def test_redact_url_masks_credentials_as_written() -> None:
+    from blobdrivers.redaction import redact_url
+
+    url = "s3://b/p?region=eu&accesskey=AKID1&secretkey=a%2Fb%2Bc&sessiontoken=T0K#/x"
+    assert redact_url(url) == "s3://b/p?region=eu&accesskey=***&secretkey=***&sessiontoken=***#/x"
+    signed = "https://h/o?X-Amz-Credential=C1&X-Amz-Signature=S1&sig=S2&Expires=9"
+    assert redact_url(signed) == "https://h/o?X-Amz-Credential=***&X-Amz-Signature=***&sig=***&Expires=9"
+    assert redact_url("redis://user:pa55@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact_url("x://c?pin=1234&name=n", {"pin"}) == "x://c?pin=***&name=n"
+    assert redact_url("x://c?spin=1234") == "x://c?spin=1234"
+
+
 def test_observers_and_debug_log(caplog: pytest.LogCaptureFixture) -> None:
     driver = InMemoryDriver()
     events: list[CallEvent] = []
