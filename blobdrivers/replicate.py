@@ -95,6 +95,7 @@ _LISTING_BATCH = 1000  # files handed from a listing thread to the merge at once
 _LISTING_FLUSH = 0.05  # ... or after this many seconds, so the first copies start early
 _TICK = 0.1  # seconds between progress callbacks while nothing else happens
 _COMPARE_CHUNK = 1024 * 1024
+_COPY_ATTEMPTS = 3  # copies of a file whose source changes during each, before it is a failure
 
 
 # ---------------------------------------------------------------------- results
@@ -239,7 +240,10 @@ def replicate(
       content MD5s (S3 and OSS objects; multipart etags only prove equality), and
       else when the source file is newer than its copy by more than
       :data:`MODIFY_WINDOW` seconds. Catches same-size rewrites (a registry's tag
-      ``link`` files) without reading any content.
+      ``link`` files) without reading any content. Because a copy is newer than its
+      source, each copy is checked: the source's etag is read again after it, and a
+      source that changed meanwhile is copied again (a copy never looks current
+      without holding the source's content as of its end).
     * ``"sha256"``: when the sizes differ, or the contents differ: both files are read
       and compared (the check ``sha256`` digests would make, stopping at the first
       difference). Reads every common file on both sides: expensive.
@@ -515,6 +519,7 @@ class _Task:
     size: int
     transferred: int = 0  # bytes read from the source so far (progress)
     weight: int = 1  # concurrency slots taken (see _Run._weight)
+    etag: str | None = None  # the source's etag when listed (copies under compare="etag")
 
 
 class _CountingReader:
@@ -666,22 +671,22 @@ class _Run:
         report.offered_bytes += source.size
         if target is None:
             report.missing += 1
-            self._want(source.path, source.size)
+            self._want(source.path, source.size, source.etag)
         elif source.size != target.size or (self.compare == "etag" and _differs_by_etag(source, target)):
             report.changed += 1
-            self._want(source.path, source.size)
+            self._want(source.path, source.size, source.etag)
         elif self.compare == "sha256":
             self._submit(_Task("verify", source.path, source.size))
         else:
             report.skipped += 1
 
-    def _want(self, path: str, size: int) -> None:
+    def _want(self, path: str, size: int, etag: str | None = None) -> None:
         self.report.wanted += 1
         self.report.wanted_bytes += size
         if self.dry_run:
             self._emit("would-copy", path)
         else:
-            self._submit(_Task("copy", path, size))
+            self._submit(_Task("copy", path, size, etag=etag))
 
     def _delete_extras(self) -> None:
         if not self.delete or self.report.aborted or not self.extras:
@@ -867,6 +872,38 @@ class _Run:
         return self._copy(task)
 
     def _copy(self, task: _Task) -> tuple[str, int]:
+        """Copy one file; under ``compare="etag"`` only a copy the source did not change during counts.
+
+        That mode may judge by modification times, and a copy is always newer than its
+        source: a source rewritten while its copy ran would look current on every later
+        run. So the source's etag is read again after the copy; if it changed, the file
+        is copied again, and after :data:`_COPY_ATTEMPTS` changes the copy is deleted (a
+        later run sees it missing) and the update fails. A source without etags is copied once.
+        """
+        if self.compare != "etag":
+            return self._copy_once(task)
+        before = task.etag if task.etag is not None else self._source_etag(task.path)
+        for _ in range(_COPY_ATTEMPTS):
+            result = self._copy_once(task)
+            after = None if result[0] == "vanished" else self._source_etag(task.path)
+            if before is None or after is None or after == before:
+                return result  # unchanged, vanished (the next run decides) or no etags to tell
+            before = after
+        with contextlib.suppress(PathNotFoundError):
+            self.target.delete(task.path)
+        raise StorageError(
+            f"{task.path} changed during each of {_COPY_ATTEMPTS} copies: its copy was deleted, "
+            "so that a later run copies it again"
+        )
+
+    def _source_etag(self, path: str) -> str | None:
+        try:
+            return self.source.stat(path).etag
+        except PathNotFoundError:
+            return None
+
+    def _copy_once(self, task: _Task) -> tuple[str, int]:
+        task.transferred = 0
         copier = self.server_side
         if copier is not None:
             try:
