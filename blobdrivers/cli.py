@@ -26,7 +26,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import stat as stat_module
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from .drivers.filesystem import FilesystemDriver
 from .errors import PathNotFoundError, StorageError
 from .listing import FileInfo
 from .progress import Progress, ProgressReader, progress_wanted
+from .redaction import redact_url
 from .replicate import add_sync_parser
 
 PROG = "blobdrivers"
@@ -907,24 +907,19 @@ def _report(exc: BaseException) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
-# Query parameters that carry signatures or tokens in URLs an SDK may quote in its own errors.
-_SIGNED_QUERY = re.compile(
-    r"(?i)\b(sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
-    r"x-goog-credential|security-token|accesskeyid|ossaccesskeyid|awsaccesskeyid|token)=[^&\s'\"]+"
-)
-
-
 def _print_traceback(exc: BaseException, stores: _Stores | None) -> None:
     """Print the traceback (with SDK causes) for --debug, with secrets masked.
 
     Library messages are redacted already, but an SDK's own exception (the
     ``__cause__``) may quote a request URL: mask every parameter value the drivers
-    hold as secret and every signature-like query parameter.
+    hold as secret and every credential-like query parameter.
     """
     text = "".join(traceback.format_exception(exc))
+    names: set[str] = set()
     for driver in stores.drivers() if stores is not None else []:
         text = driver.redact(text)
-    sys.stderr.write(_SIGNED_QUERY.sub(lambda match: f"{match.group(1)}=***", text))
+        names.update(driver.secret_params)
+    sys.stderr.write(redact_url(text, names))
 
 
 @contextlib.contextmanager

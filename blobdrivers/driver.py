@@ -404,7 +404,7 @@ class StorageDriver(abc.ABC):
         return text
 
     def same_store(self, other: StorageDriver) -> bool:
-        """True when ``other`` is a driver of the same kind with the same parameters (so the same data)."""
+        """True when ``other`` is a driver of the same kind with the same parameters and root (so the same data)."""
         return type(self) is type(other) and self._identity() == other._identity()
 
     def _identity(self) -> tuple[tuple[str, str], ...]:

@@ -49,6 +49,7 @@ from . import paths
 from .driver import StorageDriver
 from .errors import PathNotFoundError, StorageError, UnsupportedMethodError
 from .listing import FileInfo
+from .redaction import redact_url
 
 __all__ = [
     "COMPARE_MODES",
@@ -94,6 +95,7 @@ _LISTING_BATCH = 1000  # files handed from a listing thread to the merge at once
 _LISTING_FLUSH = 0.05  # ... or after this many seconds, so the first copies start early
 _TICK = 0.1  # seconds between progress callbacks while nothing else happens
 _COMPARE_CHUNK = 1024 * 1024
+_COPY_ATTEMPTS = 3  # copies of a file whose source changes during each, before it is a failure
 
 
 # ---------------------------------------------------------------------- results
@@ -238,7 +240,10 @@ def replicate(
       content MD5s (S3 and OSS objects; multipart etags only prove equality), and
       else when the source file is newer than its copy by more than
       :data:`MODIFY_WINDOW` seconds. Catches same-size rewrites (a registry's tag
-      ``link`` files) without reading any content.
+      ``link`` files) without reading any content. Because a copy is newer than its
+      source, each copy is checked: the source's etag is read again after it, and a
+      source that changed meanwhile is copied again (a copy never looks current
+      without holding the source's content as of its end).
     * ``"sha256"``: when the sizes differ, or the contents differ: both files are read
       and compared (the check ``sha256`` digests would make, stopping at the first
       difference). Reads every common file on both sides: expensive.
@@ -255,8 +260,10 @@ def replicate(
     the run (``KeyboardInterrupt`` becomes :class:`ReplicationInterrupted`).
 
     Store errors never raise: they are failures in the report (a listing error
-    aborts the run). Raises ``ValueError`` for bad arguments, and when source and
-    target overlap (the same store with one location inside the other).
+    aborts the run). Raises ``ValueError`` for bad arguments, when source and
+    target overlap (the same store with one location inside the other), and when
+    the source is a filesystem folder that does not exist (a mistyped source is not
+    an empty one).
     """
     if compare not in COMPARE_MODES:
         raise ValueError(f"compare must be one of {', '.join(COMPARE_MODES)}, not {compare!r}")
@@ -268,6 +275,7 @@ def replicate(
         raise ValueError(f"failure_ratio must be a number >= 0, not {failure_ratio!r}")
     paths.validate(path, allow_root=True)
     _refuse_overlap(source, target, path)
+    _refuse_missing_folder(source)
     run = _Run(
         source,
         target,
@@ -326,6 +334,14 @@ def _refuse_overlap(source: StorageDriver, target: StorageDriver, path: str) -> 
             f"source and target overlap ({a or '/'} and {b or '/'} on the same store): "
             "replicating one into the other would copy or delete its own files"
         )
+
+
+def _refuse_missing_folder(source: StorageDriver) -> None:
+    # Reading a missing root creates nothing and lists nothing: without this a typo
+    # in the source would replicate an "empty store" and succeed.
+    folder = _os_root(source)
+    if folder is not None and not os.path.isdir(folder):
+        raise ValueError(f"the source folder {folder} does not exist")
 
 
 def _server_side_copier(source: StorageDriver, target: StorageDriver) -> Callable[[str], None] | None:
@@ -503,6 +519,7 @@ class _Task:
     size: int
     transferred: int = 0  # bytes read from the source so far (progress)
     weight: int = 1  # concurrency slots taken (see _Run._weight)
+    etag: str | None = None  # the source's etag when listed (copies under compare="etag")
 
 
 class _CountingReader:
@@ -654,22 +671,22 @@ class _Run:
         report.offered_bytes += source.size
         if target is None:
             report.missing += 1
-            self._want(source.path, source.size)
+            self._want(source.path, source.size, source.etag)
         elif source.size != target.size or (self.compare == "etag" and _differs_by_etag(source, target)):
             report.changed += 1
-            self._want(source.path, source.size)
+            self._want(source.path, source.size, source.etag)
         elif self.compare == "sha256":
             self._submit(_Task("verify", source.path, source.size))
         else:
             report.skipped += 1
 
-    def _want(self, path: str, size: int) -> None:
+    def _want(self, path: str, size: int, etag: str | None = None) -> None:
         self.report.wanted += 1
         self.report.wanted_bytes += size
         if self.dry_run:
             self._emit("would-copy", path)
         else:
-            self._submit(_Task("copy", path, size))
+            self._submit(_Task("copy", path, size, etag=etag))
 
     def _delete_extras(self) -> None:
         if not self.delete or self.report.aborted or not self.extras:
@@ -855,6 +872,38 @@ class _Run:
         return self._copy(task)
 
     def _copy(self, task: _Task) -> tuple[str, int]:
+        """Copy one file; under ``compare="etag"`` only a copy the source did not change during counts.
+
+        That mode may judge by modification times, and a copy is always newer than its
+        source: a source rewritten while its copy ran would look current on every later
+        run. So the source's etag is read again after the copy; if it changed, the file
+        is copied again, and after :data:`_COPY_ATTEMPTS` changes the copy is deleted (a
+        later run sees it missing) and the update fails. A source without etags is copied once.
+        """
+        if self.compare != "etag":
+            return self._copy_once(task)
+        before = task.etag if task.etag is not None else self._source_etag(task.path)
+        for _ in range(_COPY_ATTEMPTS):
+            result = self._copy_once(task)
+            after = None if result[0] == "vanished" else self._source_etag(task.path)
+            if before is None or after is None or after == before:
+                return result  # unchanged, vanished (the next run decides) or no etags to tell
+            before = after
+        with contextlib.suppress(PathNotFoundError):
+            self.target.delete(task.path)
+        raise StorageError(
+            f"{task.path} changed during each of {_COPY_ATTEMPTS} copies: its copy was deleted, "
+            "so that a later run copies it again"
+        )
+
+    def _source_etag(self, path: str) -> str | None:
+        try:
+            return self.source.stat(path).etag
+        except PathNotFoundError:
+            return None
+
+    def _copy_once(self, task: _Task) -> tuple[str, int]:
+        task.transferred = 0
         copier = self.server_side
         if copier is not None:
             try:
@@ -1006,12 +1055,21 @@ def run_sync(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: 
 
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
+    opened: list[StorageDriver] = []
+
+    def shown(text: str) -> str:
+        # Everything printed may quote the URLs: mask their credentials.
+        for driver in opened:
+            text = driver.redact(text)
+        return redact_url(text, {name for driver in opened for name in driver.secret_params})
+
     try:
-        source = _open_store(args.source)
-        target = _open_store(args.target)
+        opened.append(_open_store(args.source))
+        opened.append(_open_store(args.target))
     except (StorageError, ValueError) as exc:
-        print(f"blobdrivers sync: error: {exc}", file=err)
+        print(shown(f"blobdrivers sync: error: {exc}"), file=err)
         return 2
+    source, target = opened
     quiet = bool(getattr(args, "quiet", False))
     show_bar = not args.dry_run and progress_wanted(quiet=quiet, stream=err)
     bar = Progress("sync", enabled=show_bar, stream=err)
@@ -1050,7 +1108,7 @@ def run_sync(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: 
         report, status = exc.report, 130
     except (StorageError, ValueError) as exc:
         bar.abort()
-        print(f"blobdrivers sync: error: {exc}", file=err)
+        print(shown(f"blobdrivers sync: error: {exc}"), file=err)
         return 2
     if report.ok:
         bar.finish()
@@ -1062,16 +1120,16 @@ def run_sync(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: 
         data["target"] = args.target
         if args.dry_run:
             data["plan"] = plan
-        print(json.dumps(data, indent=2), file=out)
+        print(shown(json.dumps(data, indent=2)), file=out)
     else:
-        print(summary_table(report, args.source, args.target), file=out)
+        print(shown(summary_table(report, args.source, args.target)), file=out)
     if status:
         return status
     return 0 if report.ok else 1
 
 
 def summary_table(report: ReplicationReport, source: str, target: str, *, max_failures: int = 20) -> str:
-    """The end-of-run summary of ``blobdrivers sync`` as text."""
+    """The end-of-run summary of ``blobdrivers sync`` as text (credentials in the URLs masked)."""
     from .progress import format_size
 
     verb = "would copy" if report.dry_run else "copied"
@@ -1093,7 +1151,7 @@ def summary_table(report: ReplicationReport, source: str, target: str, *, max_fa
         ("extra", report.extra, "", "on the target only" + ("" if report.dry_run else f", deleted {report.deleted:,}"))
     )
     rows.append(("failed", len(report.failed), "", ""))
-    title = f"{'dry run: ' if report.dry_run else ''}{source} -> {target}"
+    title = redact_url(f"{'dry run: ' if report.dry_run else ''}{source} -> {target}")
     lines = [title, f"  {'':<10} {'files':>12} {'bytes':>12}"]
     for name, count, size, note in rows:
         lines.append(f"  {name:<10} {count:>12,} {size:>12}  {note}".rstrip())

@@ -30,6 +30,8 @@ from blobdrivers.blobs import (
     RedisDescriptorCache,
 )
 from blobdrivers.driver import CallEvent, StorageDriver
+from blobdrivers.drivers.inmemory import InMemoryDriver
+from blobdrivers.listing import FileInfo
 from tests.servers.local import RedisServer, free_port
 
 D1 = "sha256:" + "1" * 64
@@ -194,6 +196,81 @@ def test_delete_clears_the_cache(cache: DescriptorCache, driver: StorageDriver) 
         store.stat(described.digest)
     with pytest.raises(BlobNotFoundError):
         repo.stat(described.digest)
+
+
+class _GatedStat(InMemoryDriver):
+    """Holds one stat of blob data that found the blob (once armed) until the test releases it."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.armed = False
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def stat(self, path: str) -> FileInfo:
+        info = super().stat(path)
+        if self.armed and path.endswith("/data"):
+            self.armed = False
+            self.reached.set()
+            assert self.release.wait(10), "the test never released the stat"
+        return info
+
+
+@pytest.mark.parametrize("racing", ["stat", "put"])
+def test_a_delete_racing_a_cache_fill_is_never_undone(cache: DescriptorCache, racing: str) -> None:
+    # The stat (or the publish) has read the store and is about to fill the cache when the delete runs.
+    driver = _GatedStat()
+    store = BlobStore(driver, cache=cache)
+    data = f"racing {racing}".encode()
+    digest = sha256(data)
+    if racing == "stat":
+        BlobStore(driver).put(data)  # behind the cache: the stat misses and reads the store
+    driver.armed = True
+    racer = threading.Thread(
+        target=store.stat if racing == "stat" else store.put, args=(digest if racing == "stat" else data,)
+    )
+    racer.start()
+    try:
+        assert driver.reached.wait(10), "the stat of the blob was never reached"
+        store.delete(digest)
+    finally:
+        driver.release.set()
+        racer.join(10)
+    assert not racer.is_alive()
+    assert cache.stat(digest) is None
+    assert not store.exists(digest)
+    with pytest.raises(BlobNotFoundError):
+        store.stat(digest)
+    with pytest.raises(BlobNotFoundError):
+        store.repository("r").link(digest)
+    store.put(data)  # a later publish is cached again
+    assert cache.stat(digest) == Descriptor(digest, len(data))
+
+
+def test_generations_guard_fills(cache: DescriptorCache) -> None:
+    before = cache.generation(D1)
+    cache.clear(D1)
+    cache.fill(Descriptor(D1, 1), before)  # read before the clear: refused
+    assert cache.stat(D1) is None
+    cache.fill(Descriptor(D1, 1), cache.generation(D1))
+    assert cache.stat(D1) == Descriptor(D1, 1)
+    unrelated = cache.generation(D2)
+    cache.clear(D1)  # another digest's clear does not refuse the fill
+    cache.fill(Descriptor(D2, 2), unrelated)
+    assert cache.stat(D2) == Descriptor(D2, 2)
+    cache.fill(Descriptor(D3, 3), None)  # unknown generation: nothing cached
+    assert cache.stat(D3) is None
+
+
+def test_memory_cache_refuses_fills_older_than_a_forgotten_clear() -> None:
+    cache = MemoryDescriptorCache(max_entries=1)
+    before = cache.generation(D1)
+    cache.clear(D1)
+    cache.clear(D2)  # the clear of D1 is forgotten (bounded memory)
+    cache.fill(Descriptor(D1, 1), before)
+    assert cache.stat(D1) is None
+    cache.fill(Descriptor(D1, 1), cache.generation(D1))
+    assert cache.stat(D1) == Descriptor(D1, 1)
 
 
 def test_cache_is_shared_between_store_instances(cache: DescriptorCache, tmp_path: Path) -> None:

@@ -488,6 +488,46 @@ def test_mv_across_stores_and_local(
     assert run(capsys, "mv", "-", f"{fs}#/x")[0] == 2
 
 
+def test_cp_and_mv_between_two_filesystem_roots(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    a, b = (tmp_path / "A").as_uri(), (tmp_path / "B").as_uri()
+    assert run(capsys, "put", local(tmp_path, "f", b"xx"), f"{a}#/x")[0] == 0
+    assert run(capsys, "put", local(tmp_path, "g", b"zz"), f"{a}#/d/z")[0] == 0
+    assert run(capsys, "cp", f"{a}#/x", f"{b}#/y") == (0, "", "")
+    assert run(capsys, "mv", f"{a}#/x", f"{b}#/moved") == (0, "", "")
+    assert run(capsys, "cp", "-r", a, b) == (0, "", "")
+    store_a, store_b = blobdrivers.from_url(a), blobdrivers.from_url(b)
+    assert [i.path for i in store_a.walk() if not i.is_dir] == ["/d/z"]
+    assert {i.path: store_b.get(i.path) for i in store_b.walk() if not i.is_dir} == {
+        "/d/z": b"zz",
+        "/moved": b"xx",
+        "/y": b"xx",
+    }
+    c = (tmp_path / "C").as_uri()
+    assert run(capsys, "sync", "-q", b, c)[0] == 0
+    assert sorted(i.path for i in blobdrivers.from_url(c).walk() if not i.is_dir) == ["/d/z", "/moved", "/y"]
+    assert [i.path for i in store_a.walk() if not i.is_dir] == ["/d/z"]
+
+
+def test_reads_and_dry_runs_create_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing, target, source = tmp_path / "missing", tmp_path / "target", tmp_path / "source"
+    code, _, err = run(capsys, "stat", missing.as_uri())
+    assert code == 1 and err.startswith("blobdrivers: error:")
+    assert run(capsys, "ls", "-r", missing.as_uri()) == (0, "", "")
+    assert run(capsys, "get", f"{missing.as_uri()}#/x", str(tmp_path / "out"))[0] == 1
+    assert run(capsys, "cp", "-r", missing.as_uri(), target.as_uri())[0] == 1
+    assert not missing.exists() and not target.exists()
+    assert run(capsys, "put", local(tmp_path, "f", b"data"), f"{source.as_uri()}#/a/f")[0] == 0
+    assert run(capsys, "sync", "--dry-run", source.as_uri(), target.as_uri())[0] == 0
+    assert not target.exists()
+    # A mistyped source is an error naming it, not an empty store.
+    code, out, err = run(capsys, "sync", "-q", missing.as_uri(), target.as_uri())
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and os.path.realpath(missing) in err and "does not exist" in err
+    assert not missing.exists() and not target.exists()
+    assert run(capsys, "sync", "-q", source.as_uri(), target.as_uri())[0] == 0  # the first write creates it
+    assert blobdrivers.from_url(target.as_uri()).get("/a/f") == b"data"
+
+
 # ---------------------------------------------------------------------- rm, url
 
 
@@ -548,6 +588,26 @@ def test_errors_never_show_secrets(capsys: pytest.CaptureFixture[str], urltest: 
     code, out, err = run(capsys, "--debug", "rm", f"{urltest}#/x")
     assert code == 1 and "Traceback" in err and "RuntimeError" in err  # --debug shows the SDK cause...
     assert "TOPSECRET42" not in out + err and "SIGNATURE123" not in out + err  # ...masked
+
+
+def test_sync_never_shows_secrets(capsys: pytest.CaptureFixture[str], tmp_path: Path, urltest: str) -> None:
+    source = f"{urltest}&chunksize=65536"  # a secret before another parameter
+    target = urltest.replace("cli-", "dst-").replace("TOPSECRET42", "SECRETKEY%2F99")  # quoted in the URL
+    blobdrivers.from_url(source).put("/a", b"1")
+    blobdrivers.from_url(target).put("/extra", b"2")  # its delete fails, quoting the token in the cause
+    outputs = [
+        run(capsys, "sync", "-q", source, target),
+        run(capsys, "sync", "-q", "--json", "--delete", source, target),
+        run(capsys, "sync", "--dry-run", "--json", source, target),
+        run(capsys, "sync", f"{source}#/x", target),  # usage errors quote the URL
+        run(capsys, "sync", "s3://bucket?accesskey=AKIDSECRET77&secretkey=S3CRETKEY55#/x", target),
+    ]
+    assert [code for code, _, _ in outputs] == [0, 1, 0, 2, 2]
+    text = "".join(out + err for _, out, err in outputs)
+    for secret in ("TOPSECRET42", "SECRETKEY", "AKIDSECRET77", "S3CRETKEY55"):
+        assert secret not in text
+    assert "token=***&chunksize=65536" in text and "secretkey=***" in text
+    assert json.loads(outputs[1][1])["target"].endswith("?token=***")
 
 
 def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, mem: str) -> None:

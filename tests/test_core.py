@@ -352,6 +352,42 @@ def flaky_always() -> None:
     raise ConnectionResetError()
 
 
+def test_same_store_includes_the_root(tmp_path: Path) -> None:
+    fs_a = blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path / "a")})
+    assert fs_a.same_store(blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path / "a") + "/"}))
+    assert fs_a.same_store(blobdrivers.from_url((tmp_path / "a").as_uri()))
+    assert not fs_a.same_store(blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path / "b")}))
+    assert not fs_a.same_store(fs_a.below("/sub"))
+    memory = InMemoryDriver(name="same-store")
+    assert memory.same_store(InMemoryDriver(name="same-store", rootdirectory="/"))
+    assert not memory.same_store(memory.below("/sub"))
+    assert not memory.same_store(InMemoryDriver(name="other-store"))
+    assert not memory.same_store(fs_a)
+
+
+def test_filesystem_root_is_made_by_the_first_write_only(tmp_path: Path) -> None:
+    root = tmp_path / "later"
+    store = blobdrivers.create("filesystem", {"rootdirectory": str(root)})
+    assert store.list("/") == [] and list(store.walk()) == []
+    with pytest.raises(PathNotFoundError):
+        store.stat("/")
+    with pytest.raises(PathNotFoundError):
+        store.get("/a")
+    with pytest.raises(PathNotFoundError):
+        store.delete("/a")
+    with pytest.raises(PathNotFoundError):
+        store.move("/a", "/b")
+    store.below("/child").list("/")
+    assert not root.exists()
+    store.put("/a", b"x")
+    assert store.get("/a") == b"x" and store.list("/") == ["/a"]
+    other = blobdrivers.create("filesystem", {"rootdirectory": str(tmp_path / "by-writer")})
+    with other.writer("/w") as writer:
+        writer.write(b"w")
+        writer.commit()
+    assert other.get("/w") == b"w"
+
+
 # ---------------------------------------------------------------------- instrumentation and redaction
 
 
@@ -376,6 +412,18 @@ def test_secrets_are_redacted_from_repr_and_errors() -> None:
     assert "hunter2" not in str(caught.value)
     assert "***" in str(caught.value)
     assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_redact_url_masks_credentials_as_written() -> None:
+    from blobdrivers.redaction import redact_url
+
+    url = "s3://b/p?region=eu&accesskey=AKID1&secretkey=a%2Fb%2Bc&sessiontoken=T0K#/x"
+    assert redact_url(url) == "s3://b/p?region=eu&accesskey=***&secretkey=***&sessiontoken=***#/x"
+    signed = "https://h/o?X-Amz-Credential=C1&X-Amz-Signature=S1&sig=S2&Expires=9"
+    assert redact_url(signed) == "https://h/o?X-Amz-Credential=***&X-Amz-Signature=***&sig=***&Expires=9"
+    assert redact_url("redis://user:pa55@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact_url("x://c?pin=1234&name=n", {"pin"}) == "x://c?pin=***&name=n"
+    assert redact_url("x://c?spin=1234") == "x://c?spin=1234"
 
 
 def test_observers_and_debug_log(caplog: pytest.LogCaptureFixture) -> None:

@@ -80,6 +80,7 @@ def sandbox() -> Any:
         outside.mkdir()
         (outside / "escape").write_bytes(b"must stay")
         root = Path(base, "root")
+        root.mkdir()  # the driver makes it on the first write; the link is planted before
         store = FilesystemDriver(rootdirectory=str(root), fsync=False)
         os.symlink(outside, root / "link")  # a planted symlink pointing outside the root
         yield store, outside

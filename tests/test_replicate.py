@@ -271,6 +271,63 @@ class GatedReads(InMemoryDriver):
         return _GatedReader(data, self.gate), len(data)
 
 
+class _RewritingReader:
+    """A source reader that runs ``rewrite`` once, right after the first chunk it hands out."""
+
+    def __init__(self, reader: Any, rewrite: Callable[[], None]) -> None:
+        self._reader = reader
+        self._rewrite: Callable[[], None] | None = rewrite
+
+    def __enter__(self) -> _RewritingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._reader.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._reader.read(size)
+        self._after_chunk()
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        got = int(self._reader.readinto(buffer) or 0)
+        self._after_chunk()
+        return got
+
+    def _after_chunk(self) -> None:
+        rewrite, self._rewrite = self._rewrite, None
+        if rewrite is not None:
+            rewrite()
+
+
+def rewrite_while_streaming(source: StorageDriver, path: str, versions: Iterator[bytes], times: int) -> threading.Event:
+    """Make ``source`` rewrite ``path`` (same size, the next of ``versions``) while each of ``times`` copies streams it.
+
+    The returned event is set once the first rewrite happened.
+    """
+    rewritten = threading.Event()
+    stream = source.stream
+    left = [times]
+
+    def rewriting_stream(name: str, offset: int = 0, length: int | None = None) -> Any:
+        reader = stream(name, offset, length)
+        if name != path or left[0] == 0:
+            return reader
+        left[0] -= 1
+
+        def rewrite() -> None:
+            source.put(path, next(versions))
+            rewritten.set()
+
+        return _RewritingReader(reader, rewrite)
+
+    source.stream = rewriting_stream  # type: ignore[method-assign]
+    return rewritten
+
+
 def staging_leftovers(store: FilesystemDriver) -> list[str]:
     return os.listdir(os.path.join(store.root, STAGING, "tmp"))
 
@@ -552,6 +609,34 @@ def _info(size: int, etag: str | None, seconds: float = 0) -> FileInfo:
 )
 def test_etag_comparison(source: FileInfo, target: FileInfo, differs: bool) -> None:
     assert _differs_by_etag(source, target) is differs
+
+
+@pytest.mark.parametrize("size", [71, 3 * 64 * KiB + 5])  # a tag link (read whole), a streamed file
+def test_a_source_rewritten_during_its_copy_is_never_left_stale(backend: Factory, size: int) -> None:
+    # Another store as the source, so the copy streams (same-store copies are server-side); its etags are no MD5s.
+    source, target = InMemoryDriver(chunksize=64 * KiB), backend("target")
+    size = size if size < 1000 else multipart_size(target)
+    versions = (bytes([n]) * size for n in itertools.count(1))
+    source.put("/tags/latest/link", next(versions))
+    rewritten = rewrite_while_streaming(source, "/tags/latest/link", versions, times=1)
+    report = replicate(source, target, compare="etag")
+    assert rewritten.is_set() and report.ok
+    # Whatever the first run left, a later one never calls a stale copy current.
+    replicate(source, target, compare="etag")
+    assert target.get("/tags/latest/link") == source.get("/tags/latest/link") == bytes([2]) * size
+    assert replicate(source, target, compare="etag").copied == 0
+
+
+def test_a_source_changing_during_every_copy_leaves_no_copy_that_looks_current() -> None:
+    source, target = InMemoryDriver(), InMemoryDriver()
+    versions = (bytes([n]) * 71 for n in itertools.count(1))
+    source.put("/link", next(versions))
+    rewrite_while_streaming(source, "/link", versions, times=100)
+    report = replicate(source, target, compare="etag")
+    assert not report.ok and report.failed[0].path == "/link" and "changed during" in report.failed[0].reason
+    source.stream = InMemoryDriver.stream.__get__(source)  # type: ignore[method-assign]
+    again = replicate(source, target, compare="etag")
+    assert again.copied == 1 and target.get("/link") == source.get("/link")
 
 
 def test_dry_run_plans_and_changes_nothing() -> None:

@@ -5,6 +5,11 @@ the source of truth: a miss falls through to the store and fills the cache, a
 cache failure is logged and counted and the read is served by the store, and
 every delete through the store clears the entry.
 
+Fills are guarded by generations, so a delete is never undone by a fill that read
+the store before it: the store reads ``generation(digest)`` before it reads (or
+writes) the blob, and ``fill(descriptor, generation)`` caches the descriptor only
+if no ``clear`` of the digest ran since. Every ``clear`` starts a new generation.
+
 Two levels, as in distribution:
 
 * global: ``stat(digest)`` gives the blob's descriptor;
@@ -121,7 +126,26 @@ class DescriptorCache(abc.ABC):
 
     @abc.abstractmethod
     def clear(self, digest: str) -> None:
-        """Forget the global descriptor of ``digest`` (repository views then miss too)."""
+        """Forget the global descriptor of ``digest`` (repository views then miss too); start a new generation."""
+
+    def generation(self, digest: str) -> object:
+        """An opaque token of the current generation of ``digest``, for :meth:`fill`.
+
+        Read it before reading the store; ``None`` means "unknown" and makes
+        ``fill`` a no-op. This default (for caches without generations) is ``None``.
+        """
+        validate_digest(digest)
+        return None
+
+    def fill(self, descriptor: Descriptor, generation: object) -> None:
+        """Cache ``descriptor`` only if no ``clear`` of its digest ran since ``generation`` was read.
+
+        What the store calls after reading the blob, so that a ``delete`` racing the
+        read is never undone. This default, for caches written before generations,
+        is a plain :meth:`set`, which such a race can leave stale: override both
+        methods (the memory and Redis caches do).
+        """
+        self.set(descriptor)
 
     @abc.abstractmethod
     def repository(self, name: str) -> RepositoryDescriptorCache:
@@ -172,7 +196,9 @@ class MemoryDescriptorCache(DescriptorCache):
     """A bounded, thread-safe, in-process LRU cache of descriptors.
 
     At most ``max_entries`` entries are kept, counting global descriptors and
-    repository memberships alike; the least recently used goes first.
+    repository memberships alike; the least recently used goes first. Generations
+    are a counter of clears; the last ``max_entries`` clears are remembered by
+    digest, and a fill older than a forgotten clear is refused (a harmless miss).
     """
 
     def __init__(self, max_entries: int = 10000) -> None:
@@ -184,6 +210,9 @@ class MemoryDescriptorCache(DescriptorCache):
         self._lock = threading.Lock()
         # digest -> Descriptor (global); (repository, digest) -> media type (membership).
         self._entries: OrderedDict[_Key, Descriptor | str] = OrderedDict()
+        self._clears = 0  # clears so far: the generation clock
+        self._cleared: OrderedDict[str, int] = OrderedDict()  # digest -> clock of its last clear
+        self._forgotten = 0  # clock of the latest clear dropped from _cleared
 
     def __len__(self) -> int:
         """Entries held now (global descriptors plus repository memberships)."""
@@ -206,10 +235,31 @@ class MemoryDescriptorCache(DescriptorCache):
         self._store(descriptor.digest, descriptor)
 
     def clear(self, digest: str) -> None:
-        """Forget the global descriptor of ``digest``."""
+        """Forget the global descriptor of ``digest`` and start its new generation."""
         validate_digest(digest)
         with self._lock:
             self._entries.pop(digest, None)
+            self._clears += 1
+            self._cleared[digest] = self._clears
+            self._cleared.move_to_end(digest)
+            while len(self._cleared) > self.max_entries:
+                self._forgotten = self._cleared.popitem(last=False)[1]
+
+    def generation(self, digest: str) -> object:
+        """The clock of clears now: a fill with it is refused if ``digest`` is cleared later."""
+        validate_digest(digest)
+        with self._lock:
+            return self._clears
+
+    def fill(self, descriptor: Descriptor, generation: object) -> None:
+        """Cache ``descriptor`` unless its digest was cleared (or a clear was forgotten) since ``generation``."""
+        validate_digest(descriptor.digest)
+        if not isinstance(generation, int):
+            return
+        with self._lock:
+            if self._forgotten > generation or self._cleared.get(descriptor.digest, 0) > generation:
+                return
+            self._store_locked(descriptor.digest, descriptor)
 
     def repository(self, name: str) -> RepositoryDescriptorCache:
         """The view of repository ``name``."""
@@ -217,10 +267,13 @@ class MemoryDescriptorCache(DescriptorCache):
 
     def _store(self, key: _Key, value: Descriptor | str) -> None:
         with self._lock:
-            self._entries[key] = value
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._store_locked(key, value)
+
+    def _store_locked(self, key: _Key, value: Descriptor | str) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
     def __repr__(self) -> str:
         return f"MemoryDescriptorCache(max_entries={self.max_entries}, entries={len(self)})"

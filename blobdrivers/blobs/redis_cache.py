@@ -3,6 +3,8 @@
 Keys (``P`` is the prefix, default ``blobdrivers``):
 
 * ``P:blob:{<digest>}``: a hash ``digest``, ``size``, ``mediatype`` per blob;
+* ``P:gen:{<digest>}``: the blob's generation, a counter every ``clear`` increments
+  (kept :data:`GENERATION_TTL` seconds after the last clear);
 * ``P:repo:{<name>}:blobs``: a set of the digests linked into repository ``name``;
 * ``P:repo:{<name>}:mediatypes``: a hash digest -> media type for that repository.
 
@@ -11,7 +13,10 @@ so a repository-scoped change (``set``, ``clear``, ``clear_all``) is one
 ``MULTI``/``EXEC`` transaction on a single server and on a cluster alike. A global
 key and a repository's keys may live in different slots, so they are never
 combined in a transaction; a repository ``stat`` reads them in one
-non-transactional pipeline (one round trip on a single server).
+non-transactional pipeline (one round trip on a single server). A blob's hash and
+generation share a slot: ``clear`` deletes the one and increments the other in one
+transaction, and ``fill`` is a Lua script that writes the hash only while the
+generation is still the one read before the store was (atomic on a cluster too).
 
 Failures never reach the caller: every Redis error is logged (a warning when the
 cache starts failing, then at debug level until it recovers) and counted in
@@ -27,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from .cache import DescriptorCache, RepositoryDescriptorCache
 from .digest import Descriptor, validate_digest, validate_media_type
@@ -35,6 +40,19 @@ from .digest import Descriptor, validate_digest, validate_media_type
 log = logging.getLogger("blobdrivers.blobs.cache")
 
 DEFAULT_PREFIX = "blobdrivers"
+#: Seconds a generation key lives after the last clear of its blob. A fill more than
+#: half of it after its generation was read is refused, so an expired key can never
+#: make a fill that raced a clear look current.
+GENERATION_TTL = 24 * 3600
+
+# KEYS: generation, blob hash. ARGV: generation read before the store ("" for none),
+# digest, size, media type, ttl ("" for none). Writes the hash only if no clear ran since.
+_FILL_SCRIPT = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], 'digest', ARGV[2], 'size', ARGV[3], 'mediatype', ARGV[4])
+if ARGV[5] ~= '' then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
+return 1
+"""
 
 
 def _redis_module() -> Any:
@@ -108,12 +126,17 @@ class RedisDescriptorCache(DescriptorCache):
         self._state_lock = threading.Lock()
         self._down_until = 0.0
         self._failing = False
+        self._fill_script = self._client.register_script(_FILL_SCRIPT)
 
     # ------------------------------------------------------------------ keys
 
     def blob_key(self, digest: str) -> str:
         """The key of the global hash of ``digest``."""
         return f"{self.prefix}:blob:{{{digest}}}"
+
+    def generation_key(self, digest: str) -> str:
+        """The key of the generation counter of ``digest`` (same slot as its hash)."""
+        return f"{self.prefix}:gen:{{{digest}}}"
 
     def members_key(self, repository: str) -> str:
         """The key of the set of digests linked into ``repository``."""
@@ -186,12 +209,46 @@ class RedisDescriptorCache(DescriptorCache):
         self._succeeded()
 
     def clear(self, digest: str) -> None:
-        """Forget the global descriptor of ``digest`` (always attempted, even while Redis seems down)."""
+        """Forget the global descriptor of ``digest`` and start its new generation (always attempted)."""
         validate_digest(digest)
+        generation = self.generation_key(digest)
         try:
-            self._client.delete(self.blob_key(digest))
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(self.blob_key(digest))
+            pipe.incr(generation)
+            pipe.expire(generation, GENERATION_TTL)
+            pipe.execute()
         except Exception as exc:
             self._failed("clear", exc)
+            return
+        self._succeeded()
+
+    def generation(self, digest: str) -> object:
+        """The generation of ``digest`` now and when it was read, or None (Redis failing or considered down)."""
+        validate_digest(digest)
+        if not self._available():
+            return None
+        try:
+            value = self._client.get(self.generation_key(digest))
+        except Exception as exc:
+            self._failed("generation", exc)
+            return None
+        self._succeeded()
+        return _Generation(_text(value) or "", time.monotonic())
+
+    def fill(self, descriptor: Descriptor, generation: object) -> None:
+        """Cache ``descriptor`` if its generation is still ``generation`` (one atomic script)."""
+        validate_digest(descriptor.digest)
+        if not isinstance(generation, _Generation) or not self._available():
+            return
+        if time.monotonic() - generation.read_at > GENERATION_TTL / 2:
+            return  # the generation key may have expired since: it proves nothing
+        digest = descriptor.digest
+        args = [generation.value, digest, str(descriptor.size), descriptor.media_type, str(self.ttl or "")]
+        try:
+            self._fill_script(keys=[self.generation_key(digest), self.blob_key(digest)], args=args)
+        except Exception as exc:
+            self._failed("fill", exc)
             return
         self._succeeded()
 
@@ -279,6 +336,11 @@ class _RedisRepositoryCache(RepositoryDescriptorCache):
 
     def __repr__(self) -> str:
         return f"<redis descriptor cache of repository {self.name}>"
+
+
+class _Generation(NamedTuple):
+    value: str  # the counter as Redis gave it ("" before the first clear)
+    read_at: float  # time.monotonic() when it was read
 
 
 def _descriptor(digest: str, size: Any, media_type: Any) -> Descriptor | None:

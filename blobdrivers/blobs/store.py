@@ -86,13 +86,16 @@ class BlobStore:
         """
         algorithm, hex_digest = parse_digest(digest)
         cache = self.cache
+        generation = None
         if cache is not None:
             found = self._cached(cache.stat, digest)
             if found is not None:
                 return found
+            # Read before the store: a delete after it makes the fill below a no-op.
+            generation = self._cached(cache.generation, digest)
         descriptor = self._stat_store(algorithm, hex_digest, digest)
         if cache is not None:
-            self._cached(cache.set, descriptor)
+            self._cached(cache.fill, descriptor, generation)
         return descriptor
 
     def exists(self, digest: str) -> bool:
@@ -196,7 +199,8 @@ class BlobStore:
         """
         algorithm, hex_digest = parse_digest(digest)
         cache = self.cache
-        # Cleared before and after: a stat racing the delete could refill the entry in between.
+        # Cleared before (no hit while deleting) and after (a new generation: a stat or
+        # publish that read the store before this point fills nothing).
         if cache is not None:
             self._cached(cache.clear, digest)
         data = self.layout.blob_data(algorithm, hex_digest)
@@ -323,6 +327,8 @@ class BlobStore:
         ``publish(False)`` replaces it. ``prepare`` runs before the first publish.
         """
         path = self.layout.blob_data(algorithm, hex_digest)
+        # Read before the publish: a delete racing it makes the fill at the end a no-op.
+        generation = self._cached(self.cache.generation, digest) if self.cache is not None else None
         existing = self._file_info(path)
         if existing is not None and existing.size == size:
             if media_type is not None:
@@ -356,7 +362,7 @@ class BlobStore:
                     )
         descriptor = Descriptor(digest, size, media_type or self._read_media_type(algorithm, hex_digest))
         if self.cache is not None:
-            self._cached(self.cache.set, descriptor)
+            self._cached(self.cache.fill, descriptor, generation)
         return descriptor
 
     def _publish_upload(

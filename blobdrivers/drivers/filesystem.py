@@ -67,10 +67,14 @@ class FilesystemDriver(StorageDriver):
         reader.done()
         # Record the resolved root, so a pickled copy (another process) opens the same folder.
         super().__init__({**params, "rootdirectory": self.root}, chunk_size=chunk_size)
-        os.makedirs(self.root, exist_ok=True)
+        # Nothing is created here: the root and its staging folders are made by the first
+        # write (see _staging), so reads and dry runs of a missing root leave no trace.
         self._root_fd = ProcessLocal(lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-        for folder in ("tmp", "uploads", "locks", "trash"):
-            os.makedirs(os.path.join(self.root, STAGING, folder), exist_ok=True)
+
+    def _identity(self) -> tuple[tuple[str, str], ...]:
+        # The base class knows a root only as a key prefix; here the root is a folder of
+        # this machine, so it (resolved: one folder spelt two ways is one store) tells stores apart.
+        return (*super()._identity(), ("folder", repr(os.path.realpath(self.root))))
 
     def _params_below(self, path: str) -> dict[str, Any]:
         return {**self._params, "rootdirectory": os.path.join(self.root, path.lstrip("/"))}
@@ -117,7 +121,14 @@ class FilesystemDriver(StorageDriver):
 
     @contextmanager
     def _staging(self, folder: str) -> Iterator[int]:
-        fd = os.open(os.path.join(self.root, STAGING, folder), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        """A descriptor of a staging folder; the first one asked for (by a write) makes the root and all of them."""
+        path = os.path.join(self.root, STAGING, folder)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            for name in ("tmp", "uploads", "locks", "trash"):
+                os.makedirs(os.path.join(self.root, STAGING, name), exist_ok=True)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             yield fd
         finally:
@@ -444,6 +455,8 @@ class FilesystemDriver(StorageDriver):
         removed = 0
         limit = time.time() - older_than
         for folder in ("tmp", "uploads", "trash"):
+            if not os.path.isdir(os.path.join(self.root, STAGING, folder)):
+                continue  # never written: nothing to clean (and nothing to create)
             with self._staging(folder) as fd, os.scandir(fd) as entries:
                 for entry in list(entries):
                     try:
