@@ -30,6 +30,7 @@ from .errors import (
 )
 from .listing import FileInfo
 from .reader import RangeReader, Reader
+from .redaction import mask_credentials, scrub_exception, secret_forms
 from .transfer import Data, Source
 from .writer import Conditions, Writer, WriterBackend
 
@@ -371,7 +372,12 @@ class StorageDriver(abc.ABC):
         return _Call(self, operation, path)
 
     def _wrap(self, exc: Exception, operation: str, path: str) -> StorageError:
-        """Turn any exception from a hook into a StorageError naming this driver and the path."""
+        """Turn any exception from a hook into a StorageError naming this driver and the path.
+
+        The secrets are masked first in ``exc`` and its whole chain (``redact``, in
+        place): ``exc`` becomes the ``__cause__`` and ``__context__`` of the error raised.
+        """
+        scrub_exception(exc, self.redact)
         if isinstance(exc, StorageError):
             if exc.driver is None:
                 exc.driver = self.name
@@ -396,12 +402,21 @@ class StorageDriver(abc.ABC):
         return text
 
     def redact(self, text: str) -> str:
-        """``text`` with the values of this driver's secret parameters replaced by ``***``."""
+        """``text`` without secrets, each replaced by ``***``.
+
+        Masks the values of this driver's secret parameters (strings of 4 characters
+        or more, or such values of a mapping), raw, URL-encoded or base64, and the
+        credentials of :data:`~blobdrivers.redaction.CREDENTIAL_PATTERNS` (signed
+        query parameters, tokens, Authorization headers).
+        """
         for name in self.secret_params:
             value = self._params.get(name)
-            if isinstance(value, str) and len(value) >= 4:
-                text = text.replace(value, "***")
-        return text
+            values = value.values() if isinstance(value, Mapping) else [value]
+            for secret in values:
+                if isinstance(secret, str) and len(secret) >= 4:
+                    for form in secret_forms(secret):
+                        text = text.replace(form, "***")
+        return mask_credentials(text)
 
     def same_store(self, other: StorageDriver) -> bool:
         """True when ``other`` is a driver of the same kind with the same parameters and root (so the same data)."""

@@ -15,14 +15,26 @@ class StorageError(Exception):
 
     ``driver`` names the driver (``"s3"``, ``"filesystem"``, ...) and ``path`` the
     logical path the call was about, when there is one. Backend SDK errors are
-    wrapped in a ``StorageError`` whose ``__cause__`` is the original exception.
+    wrapped in a ``StorageError`` whose ``__cause__`` is the original exception,
+    with the secrets masked in it (see :func:`blobdrivers.redaction.scrub_exception`).
+
+    ``args`` is always ``(message,)``: ``message`` is stored there, so ``repr()``,
+    ``args`` and pickling show the redacted message and nothing else.
     """
 
     def __init__(self, message: str, *, driver: str | None = None, path: str | None = None) -> None:
         Exception.__init__(self, message)
-        self.message = message
         self.driver = driver
         self.path = path
+
+    @property
+    def message(self) -> str:
+        """The message without the driver name; setting it replaces ``args``."""
+        return str(self.args[0]) if self.args else ""
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self.args = (value,)
 
     def __str__(self) -> str:
         where = f"{self.driver}: " if self.driver else ""

@@ -1,17 +1,28 @@
-"""Credentials out of log records (SDKs log request headers, signed URLs and error bodies) and of printed URLs.
+"""Credentials out of log records, errors and printed URLs.
 
-A driver lists what its SDK may print (as regular expressions) and installs one
+Logs: SDKs log request headers, signed URLs and error bodies at DEBUG/INFO. A
+driver lists what its SDK may print (as regular expressions) and installs one
 :class:`LogRedactor` on each logger that prints it. Logger filters do not apply to
 records of child loggers, so every logger is named explicitly.
-:func:`redact_url` masks the credentials of store URLs and signed URLs in text
+
+Errors: :func:`scrub_exception` masks secrets in an exception and everything
+chained to it; the base driver runs it on every failure it wraps (see
+``StorageDriver._wrap``), with the driver's ``redact``, so every driver gets it.
+
+URLs: :func:`redact_url` masks the credentials of store URLs and signed URLs in text
 about to be shown (the ``sync`` command's output, ``--debug`` tracebacks).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import copy
 import logging
 import re
-from collections.abc import Iterable, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any
 
 
 class LogRedactor(logging.Filter):
@@ -71,3 +82,142 @@ def redact_url(text: str, secret_names: Iterable[str] = ()) -> str:
     if names:
         text = re.sub(rf"(?i)(?<![a-z0-9_-])((?:{names})=)[^&\s'\"#]+", r"\1***", text)
     return text
+
+
+# --------------------------------------------------------------------------- errors
+
+#: Credentials any backend may quote in an error, whatever the driver: signed URL query
+#: parameters (S3/GCS V4, Azure SAS, OSS), tokens, GCS resumable-session ids,
+#: Authorization headers (dict or wire form) and bearer tokens. Group 1 is kept.
+CREDENTIAL_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(
+        r"(?i)\b((?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
+        r"x-goog-credential|security-token|x-oss-security-token|ossaccesskeyid|awsaccesskeyid|accesskeyid|"
+        r"token|access_token|upload_id)=)[^&\s'\"<>]+"
+    ),
+    re.compile(r"""(?i)(\b(?:proxy-)?authorization['"]?\s*[:=]\s*b?['"]?)[^'",}\r\n]+"""),
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+)
+
+#: Mapping keys (headers, error details) whose values are credentials, compared lowercased.
+CREDENTIAL_KEYS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-amz-security-token",
+        "x-oss-security-token",
+        "security-token",
+        "signatureprovided",
+        "ossaccesskeyid",
+        "awsaccesskeyid",
+        "accesskeyid",
+    }
+)
+
+_MASK = "***"
+#: How deep containers inside an exception are searched; SDK errors nest a few levels at most.
+_MAX_DEPTH = 5
+#: Bound on the exceptions visited in one chain (cycles are skipped anyway).
+_MAX_CHAIN = 64
+
+
+def secret_forms(value: str) -> list[str]:
+    """``value`` as text may carry it: raw, URL-encoded and base64 (standard and URL-safe), longest first."""
+    encoded = value.encode()
+    forms = {
+        value,
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+        base64.b64encode(encoded).decode(),
+        base64.b64encode(encoded).decode().rstrip("="),
+        base64.urlsafe_b64encode(encoded).decode().rstrip("="),
+    }
+    return sorted(forms, key=len, reverse=True)
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with what :data:`CREDENTIAL_PATTERNS` match masked."""
+    for pattern in CREDENTIAL_PATTERNS:
+        text = pattern.sub(rf"\1{_MASK}", text)
+    return text
+
+
+def scrub_exception(exc: BaseException, redact: Callable[[str], str]) -> None:
+    """Mask secrets, in place, in ``exc`` and every exception chained to it.
+
+    Visits ``__cause__``, ``__context__`` and exceptions kept as attributes (an
+    SDK's ``inner_exception``, urllib3's ``reason``). In each it passes through
+    ``redact`` every string and bytes value of ``args``, of ``__notes__``, of its
+    attributes and of the tuples, lists and mappings they hold; values under a
+    :data:`CREDENTIAL_KEYS` key become ``***``. Changed containers are replaced by
+    scrubbed copies, never edited: an SDK may share them with its client. Types,
+    status codes and error codes stay as they were, so the error keeps telling what
+    went wrong. Idempotent.
+    """
+    seen: set[int] = set()
+    pending = [exc]
+    while pending and len(seen) < _MAX_CHAIN:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        linked = [current.__cause__, current.__context__, *vars(current).values()]
+        pending.extend(link for link in linked if isinstance(link, BaseException))
+        _scrub_one(current, redact)
+
+
+def _scrub_one(exc: BaseException, redact: Callable[[str], str]) -> None:
+    with contextlib.suppress(AttributeError, TypeError, ValueError):
+        args = _scrubbed(exc.args, redact, 0)
+        if args is not exc.args:
+            exc.args = args
+    attributes = vars(exc)
+    for name, value in list(attributes.items()):
+        if not isinstance(value, BaseException):
+            scrubbed = _scrubbed(value, redact, 0)
+            if scrubbed is not value:
+                attributes[name] = scrubbed  # not setattr: a property may compute it
+    if isinstance(exc, OSError):
+        # C-level members, outside vars(); str(OSError) is built from them.
+        for name in ("strerror", "filename", "filename2"):
+            value = getattr(exc, name, None)
+            scrubbed = _scrubbed(value, redact, 0)
+            if scrubbed is not value:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, name, scrubbed)
+
+
+def _scrubbed(value: Any, redact: Callable[[str], str], depth: int) -> Any:
+    """``value`` with secrets masked; the same object when there was nothing to mask."""
+    if isinstance(value, str):
+        masked = redact(value)
+        return value if masked == value else masked
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", "surrogateescape")
+        masked = redact(text)
+        return value if masked == text else type(value)(masked.encode("utf-8", "surrogateescape"))
+    if depth >= _MAX_DEPTH:
+        return value
+    if type(value) in (tuple, list):
+        items = [_scrubbed(item, redact, depth + 1) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return type(value)(items)
+    if isinstance(value, Mapping):
+        changes = {}
+        for key, item in value.items():
+            if isinstance(key, str) and key.lower() in CREDENTIAL_KEYS and isinstance(item, str | bytes):
+                new: Any = _MASK if isinstance(item, str) else _MASK.encode()
+            else:
+                new = _scrubbed(item, redact, depth + 1)
+            if new is not item and new != item:
+                changes[key] = new
+        if not changes:
+            return value
+        with contextlib.suppress(TypeError, AttributeError, ValueError):
+            copied = copy.copy(value)  # keeps the type (a case-insensitive header dict, say)
+            if isinstance(copied, MutableMapping) and copied is not value:
+                copied.update(changes)
+                return copied
+        return {**value, **changes}
+    return value

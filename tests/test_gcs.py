@@ -16,6 +16,7 @@ import hashlib
 import http.server
 import io
 import json
+import logging
 import pickle
 import threading
 import urllib.parse
@@ -42,6 +43,7 @@ from blobdrivers.errors import (
 )
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
+from tests.servers.faultproxy import FaultProxy
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
@@ -596,6 +598,27 @@ def test_delete_of_a_tree_uses_batches(gcs: GCSDriver, wire_for: Callable[[GCSDr
     assert len(wire.find("POST", "/batch/storage/v1")) == 2  # 100 + 50 calls
     assert gcs.list("/") == ["/tree-sibling"]
     gcs.delete("/tree-sibling")
+
+
+def test_delete_of_a_tree_without_the_batch_endpoint_deletes_object_by_object(
+    gcs_server: GcsServer, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A GCS-compatible server without batch requests: the proxy answers 501 to /batch/.
+    with FaultProxy(gcs_server.endpoint, rate=0.0, refuse={"/batch/": 501}) as proxy:
+        store = GCSDriver(bucket=bucket, endpoint=proxy.endpoint, chunksize=CHUNK, project=gcs_server.project)
+        for name in ("a", "b", "c", "d/e", "d/f"):
+            store.put(f"/tree/{name}", b"x")
+            store.put(f"/again/{name}", b"y")
+        store.put("/tree-sibling", b"stays")
+        with caplog.at_level(logging.DEBUG, logger="blobdrivers.gcs"):
+            store.delete("/tree")
+            store.delete("/again")  # remembered: no second batch attempt
+        assert proxy.stats["refused"] == 1
+        assert [r for r in caplog.records if r.levelno == logging.DEBUG and "batch" in r.getMessage()]
+        assert store.list("/") == ["/tree-sibling"]
+        store.delete("/tree-sibling")
+    direct = GCSDriver(bucket=bucket, endpoint=gcs_server.endpoint, project=gcs_server.project)
+    assert _raw_keys(direct) == []
 
 
 def test_listing_follows_page_tokens(

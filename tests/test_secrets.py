@@ -9,8 +9,9 @@ the secrets, in their raw, URL-encoded and base64 forms, and for the bare marker
 
 * ``repr`` and ``str`` of the driver, of a pickled copy and of ``below()``;
 * ``str``, ``repr`` and ``args`` of every exception, of every exception chained
-  to it (``__cause__`` / ``__context__``) and the ``traceback.format_exception``
-  text of the whole chain;
+  to it (``__cause__`` / ``__context__``), the ``traceback.format_exception``
+  text of the whole chain and the ``repr`` of a pickled copy; SDK errors that quote
+  the secrets are planted in the S3 and GCS clients (the servers never echo them);
 * every log record of every logger at DEBUG (the SDKs' loggers included: botocore,
   urllib3, azure, google, oss2, msal...), formatted with its exception text.
 
@@ -127,6 +128,9 @@ class Scan:
         """Record everything an exception shows, down its whole chain."""
         self.errors += 1
         self.texts.append((f"{what}: traceback", "".join(traceback.format_exception(exc))))
+        copy = pickle.loads(pickle.dumps(exc))
+        self.texts.append((f"{what}: repr of a pickled copy", repr(copy)))
+        self.texts.append((f"{what}: str of a pickled copy", str(copy)))
         seen: set[int] = set()
         pending: list[BaseException] = [exc]
         while pending:
@@ -589,6 +593,92 @@ def test_oss_never_shows_its_secrets(scan: Scan) -> None:
     finally:
         server.stop()
     scan.check("oss2")
+
+
+# ---------------------------------------------------------------------- SDK errors quoting secrets
+
+
+def _quoting(secrets: list[str]) -> str:
+    """Text quoting each secret raw, URL-encoded and base64, as SDK errors quote URLs, headers and bodies."""
+    forms = [form for secret in secrets for form in sorted(_needles(secret))]
+    return " ".join(forms)
+
+
+def test_s3_sdk_errors_quoting_secrets_are_scrubbed(
+    scan: Scan, moto_server: MotoServer, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+    from urllib3.exceptions import ProtocolError
+
+    driver = S3Driver(
+        bucket=s3_bucket, regionendpoint=moto_server.endpoint_url, region=moto_server.region, **S3_SECRETS
+    )
+    driver.put("/x", b"x")  # real requests, so botocore logs
+    signature = "9f" * 32
+    scan.secret(*S3_SECRETS.values(), signature)
+    token = urllib.parse.quote(S3_SECRETS["sessiontoken"], safe="")
+    url = f"{moto_server.endpoint_url}/{s3_bucket}/x?X-Amz-Signature={signature}&X-Amz-Security-Token={token}"
+    authorization = (
+        f"AWS4-HMAC-SHA256 Credential={S3_SECRETS['accesskey']}/20240101/us-east-1/s3, Signature={signature}"
+    )
+    response = {
+        "Error": {"Code": "AccessDenied", "Message": f"denied for {url}: {_quoting(list(S3_SECRETS.values()))}"},
+        "ResponseMetadata": {"HTTPStatusCode": 403, "HTTPHeaders": {"authorization": authorization}},
+    }
+
+    def head_object(**kwargs: Any) -> Any:
+        try:
+            raise ProtocolError(f"first attempt at {url} broke", authorization)
+        except ProtocolError:
+            raise ClientError(response, "HeadObject")  # noqa: B904 -- the retry's context stays, as botocore's does
+
+    monkeypatch.setattr(driver.client, "head_object", head_object)
+    error = scan.fails(StorageError, "s3 sdk error quoting secrets", lambda: driver.stat("/x"))
+    monkeypatch.undo()
+    chain = [type(e).__name__ for e in (error.__cause__, error.__cause__ and error.__cause__.__context__)]
+    assert chain == ["ClientError", "ProtocolError"], chain  # types kept: only the secrets went
+    assert "AccessDenied" in str(error) and "AccessDenied" in str(error.__cause__)
+    driver.delete("/x")
+    scan.check("botocore")
+
+
+def test_gcs_sdk_errors_quoting_secrets_are_scrubbed(
+    scan: Scan, gcs_server: GcsServer, gcs_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib3.exceptions
+
+    with _token_endpoint(refuse=False) as granting:
+        info, key_lines = _service_account(granting)
+        driver = GCSDriver(
+            bucket=gcs_bucket, endpoint=gcs_server.endpoint, retries=0, chunksize="256KiB", credentials=info
+        )
+        driver.put("/x", b"x")  # real requests, so urllib3 logs
+        session_id = f"ADPycdt{MARK}5session-id"
+        signature = "7e" * 32
+        scan.secret(GCS_TOKEN, session_id, signature, *key_lines)
+        session = (
+            f"{gcs_server.endpoint}/upload/storage/v1/b/{gcs_bucket}/o?uploadType=resumable&upload_id={session_id}"
+        )
+        signed = f"{gcs_server.endpoint}/{gcs_bucket}/x?X-Goog-Signature={signature}"
+        headers = {"Authorization": f"Bearer {GCS_TOKEN}"}
+        http = driver._http()
+
+        class Failing:
+            def urlopen(self, method: str, url: str, **kwargs: Any) -> Any:
+                try:
+                    raise OSError(f"reset while sending to {session} with {headers}")
+                except OSError as exc:
+                    message = f"{signed}: {_quoting([info['private_key']])} Authorization: Bearer {GCS_TOKEN}"
+                    raise urllib3.exceptions.ProtocolError(message, exc) from exc
+
+        monkeypatch.setattr(driver, "_http", Failing)
+        error = scan.fails(StorageError, "gcs sdk error quoting secrets", lambda: driver.stat("/x"))
+        monkeypatch.undo()
+        assert type(error.__cause__).__name__ == "ProtocolError", repr(error.__cause__)
+        assert isinstance(error.__cause__.__cause__, OSError)
+        assert http is driver._http()
+        driver.delete("/x")
+    scan.check("urllib3")
 
 
 # ---------------------------------------------------------------------- local drivers

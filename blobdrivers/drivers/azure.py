@@ -98,6 +98,7 @@ from ..errors import ConfigError, PathNotFoundError, PreconditionFailedError, St
 from ..listing import FileInfo, walk_flat
 from ..params import KiB, MiB, Params
 from ..reader import RangeReader
+from ..redaction import secret_forms
 from ..retry import RetryPolicy
 from ..transfer import PartBuffer, Source, growing_part_sizes, part_size_for, run_bounded, upload_parts
 from ..writer import Conditions, WriterBackend
@@ -397,8 +398,8 @@ class AzureDriver(StorageDriver):
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         # Messages are built from status codes, error codes and paths only: an SDK
-        # message can quote request URLs, and those may carry a SAS token.
-        _scrub(exc, self._secrets())
+        # message can quote request URLs, and those may carry a SAS token (the base
+        # driver has masked them in ``exc`` itself, which stays the cause).
         if isinstance(exc, HttpResponseError):
             status, code = _status(exc), _error_code(exc) or "no error code"
             if status == 404 and code == "ContainerNotFound":
@@ -431,7 +432,8 @@ class AzureDriver(StorageDriver):
         """``text`` without secret values: parameters, the key inside a connection string, SAS signatures."""
         text = super().redact(text)
         for secret in self._secrets():
-            text = text.replace(secret, "***")
+            for form in secret_forms(secret):
+                text = text.replace(form, "***")
         return _SIG.sub(r"\1REDACTED", text)
 
     # ------------------------------------------------------------------ conditions
@@ -1110,29 +1112,6 @@ def _reusable(committed: list[BlobBlock], size: int) -> bool:
 
 def _file_info(full: str, props: BlobProperties) -> FileInfo:
     return FileInfo(path=full, size=int(props.size), modified=props.last_modified, etag=str(props.etag))
-
-
-def _scrub(exc: BaseException, secrets: list[str], depth: int = 0) -> None:
-    """Remove secrets and SAS signatures from an SDK exception kept as ``__cause__``."""
-    if depth > 4:
-        return
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in secrets:
-                value = value.replace(secret, "***")
-            return _SIG.sub(r"\1REDACTED", value)
-        return value
-
-    try:
-        exc.args = tuple(clean(arg) for arg in exc.args)
-        if isinstance(getattr(exc, "message", None), str):
-            exc.message = clean(exc.message)  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):
-        pass
-    for inner in (getattr(exc, "inner_exception", None), exc.__cause__, exc.__context__):
-        if isinstance(inner, BaseException) and inner is not exc:
-            _scrub(inner, secrets, depth + 1)
 
 
 class _Chained(io.RawIOBase):

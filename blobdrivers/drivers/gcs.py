@@ -20,7 +20,8 @@ How each operation maps onto the JSON API:
   data. See ``docs/drivers/gcs.md`` for the trade-offs.
 * ``cat``: ``compose`` (32 sources per call, a tree of hidden temporaries beyond).
 * ``move``: ``rewrite`` (looping on the rewrite token) then a generation-pinned delete.
-* ``delete``: the object and every key below ``path/``, in batch requests.
+* ``delete``: the object and every key below ``path/``, in batch requests (one request per
+  object on servers without them).
 * ``url_for``: V4 signed URLs for GET and HEAD when the credentials hold a private key.
 
 Media transfers use the SDK client's authorised HTTP session directly: the
@@ -98,6 +99,8 @@ SIDECAR_MAGIC = b"blobdrivers-gcs-upload/1\n"
 TIMEOUT = (20.0, 120.0)
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: Statuses of a batch request itself saying the server has no batch endpoint.
+_NO_BATCH_STATUS = frozenset({404, 405, 501})
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _RANGE = re.compile(r"bytes=0-(\d+)")
 
@@ -358,6 +361,8 @@ class GCSDriver(StorageDriver):
         self._credentials = self._load_credentials(keyfile, credentials_info)
         # GCS asks for exponential backoff from about a second up to 32 s on 429 and 5xx.
         self._retry = RetryPolicy(attempts=retries + 1, base_delay=0.5, max_delay=32.0, deadline=300.0)
+        #: False once the server refused a batch request (see _delete_many).
+        self._batch_offered = True
         root_key = paths.to_key(self._root)
         self._hidden = f"{root_key}/{HIDDEN}" if root_key else HIDDEN
         self._api = f"{self.endpoint}/storage/v1/b/{bucket}/o"
@@ -937,14 +942,23 @@ class GCSDriver(StorageDriver):
             raise PathNotFoundError(f"nothing at {full}")
 
     def _delete_many(self, keys: list[str]) -> None:
-        """Delete objects in batch requests (100 calls each, several batches at once); missing ones are fine."""
-        if not keys:
-            return
-        if len(keys) == 1:
-            self._delete_key(keys[0])
-            return
-        groups = [keys[i : i + BATCH_LIMIT] for i in range(0, len(keys), BATCH_LIMIT)]
-        run_bounded([functools.partial(self._delete_batch, group) for group in groups], self.max_concurrency)
+        """Delete objects in batch requests (100 calls each, several batches at once); missing ones are fine.
+
+        A server that does not offer batch requests (it answers 404, 405 or 501 to the
+        batch endpoint) gets one request per object, from then on for this instance.
+        """
+        if len(keys) > 1 and self._batch_offered:
+            groups = [keys[i : i + BATCH_LIMIT] for i in range(0, len(keys), BATCH_LIMIT)]
+            try:
+                run_bounded([functools.partial(self._delete_batch, group) for group in groups], self.max_concurrency)
+                return
+            except api_exceptions.GoogleAPICallError as exc:
+                if exc.code not in _NO_BATCH_STATUS:
+                    raise
+                self._batch_offered = False
+                log.debug("gcs: the server answers HTTP %s to batch requests: deleting object by object", exc.code)
+        # Objects a batch already deleted answer 404 now, which _delete_key accepts.
+        run_bounded([functools.partial(self._delete_key, key) for key in keys], self.max_concurrency)
 
     def _delete_batch(self, keys: list[str]) -> None:
         pending = keys

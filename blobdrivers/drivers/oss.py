@@ -198,20 +198,6 @@ _REDACTOR = LogRedactor(_REDACTIONS)
 _REDACTOR.install("oss2", "oss2.api", "oss2.http", "oss2.auth", "oss2.utils", "oss2.resumable", "oss2.models")
 
 
-def _scrub(exc: OssError) -> None:
-    """Remove the access key id and signature OSS echoes in errors from ``exc`` (kept as ``__cause__``)."""
-    details = exc.details if isinstance(exc.details, dict) else {}
-    for key in ("OSSAccessKeyId", "AccessKeyId", "SignatureProvided"):
-        if key in details:
-            details[key] = "***"
-    body = exc.body
-    if isinstance(body, bytes | str):
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        text = _REDACTOR.redact(text)
-        exc.body = text.encode() if isinstance(body, bytes) else text
-    exc.args = (exc.status, exc.headers, exc.body, exc.details)
-
-
 # --------------------------------------------------------------------------- the driver
 
 
@@ -456,6 +442,10 @@ class OSSDriver(StorageDriver):
         url: str = self.client.sign_url(method, paths.to_key(full), expires_in, headers=headers, slash_safe=True)
         return url
 
+    def redact(self, text: str) -> str:
+        """``text`` without secrets: the base driver's masking, then the signatures and key ids OSS echoes."""
+        return _REDACTOR.redact(super().redact(text))
+
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         if isinstance(exc, RequestError):
             # The wrapped requests error may quote URLs; its type says enough and leaks nothing.
@@ -466,7 +456,8 @@ class OSSDriver(StorageDriver):
         if isinstance(exc, OssClientError):
             return StorageError(f"oss2 refused the request for {path} (ClientError)")
         if isinstance(exc, OssError):
-            _scrub(exc)
+            # The base driver masked the access key id and signature OSS echoes in ``exc``
+            # (its details and body), which stays the cause; see redact().
             code, status = _code(exc) or "unknown", _status(exc)
             if _is_not_found(exc):
                 return PathNotFoundError(f"no file at {path}")

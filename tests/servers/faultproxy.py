@@ -24,8 +24,10 @@ upstream are rewritten to the proxy (GCS resumable session URIs). Counts are in
 ``stats`` (``requests`` seen with faults on, one entry per fault kind, ``quiet``
 for requests forwarded with faults off) and the faulted requests in ``events``;
 ``enabled`` switches faults off for set-up and checks; ``select`` and ``limit``
-aim faults at chosen requests (say, exactly one lost answer to a commit). Loopback only;
-every connection and thread ends with ``stop()``.
+aim faults at chosen requests (say, exactly one lost answer to a commit). ``refuse`` maps
+path prefixes to a status the proxy answers itself for every request below them, whether
+faults are on or not (a server without an endpoint: ``{"/batch/": 501}``); counted in
+``stats["refused"]``. Loopback only; every connection and thread ends with ``stop()``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,13 @@ ErrorBody = Callable[[int, str], tuple[bytes, str, dict[str, str]]]
 
 MODES = ("error", "reset_request", "reset_response", "stall")
 
-_REASONS = {500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
 
 
 def plain_error(status: int, method: str) -> tuple[bytes, str, dict[str, str]]:
@@ -139,6 +147,8 @@ class FaultProxy:
     select: Callable[[str], bool] | None = None
     #: Inject at most this many faults (None: no limit).
     limit: int | None = None
+    #: ``path prefix -> status``: always answered by the proxy with that status and a plain body.
+    refuse: dict[str, int] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
     #: ``(mode, request line)`` of the most recent faulted requests.
     events: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=10_000))
@@ -253,7 +263,8 @@ class FaultProxy:
         """Serve one request; return False when the client connection is finished."""
         request_line, headers = _parse_head(head)
         method = request_line.split(b" ", 1)[0].decode("latin-1").upper()
-        mode = self._choose(request_line)
+        refused = self._refused(request_line)
+        mode = None if refused else self._choose(request_line)
         fields = {k.lower(): v for k, v in headers}
         if fields.get(b"expect", b"").lower() == b"100-continue":
             # Answer the interim response here: the upstream gets the body with the head.
@@ -266,22 +277,43 @@ class FaultProxy:
             _reset(client)
             return False
         body = _read_body(reader, fields)
+        if refused:
+            self._answer(client, method, refused, *plain_error(refused, method))
+            return False
         if mode == "error":
             status = 500 if self._draw(2) == 0 else 503
-            payload, content_type, extra = self.error_body(status, method)
-            lines = [
-                f"HTTP/1.1 {status} {_REASONS[status]}",
-                f"Content-Type: {content_type}",
-                f"Content-Length: {len(payload)}",
-                "Connection: close",
-                *(f"{key}: {value}" for key, value in extra.items()),
-            ]
-            client.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (b"" if method == "HEAD" else payload))
+            self._answer(client, method, status, *self.error_body(status, method))
             return False
         if mode == "stall":
             time.sleep(self.stall_seconds)
         cut = self._draw(self.cut_max) if mode == "reset_response" else None
         return self._forward(client, request_line, headers, body, cut)
+
+    def _refused(self, request_line: bytes) -> int | None:
+        """The status of the ``refuse`` rule matching the request's path, if any (counted)."""
+        parts = request_line.decode("latin-1").split(" ")
+        target = urlsplit(parts[1]).path if len(parts) > 1 else ""
+        for prefix, status in self.refuse.items():
+            if target.startswith(prefix):
+                with self._lock:
+                    self.stats["refused"] += 1
+                    self.events.append(("refused", request_line.decode("latin-1")))
+                return status
+        return None
+
+    @staticmethod
+    def _answer(
+        client: socket.socket, method: str, status: int, payload: bytes, content_type: str, extra: dict[str, str]
+    ) -> None:
+        """Send a whole error answer of the proxy's own and end the connection."""
+        lines = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(payload)}",
+            "Connection: close",
+            *(f"{key}: {value}" for key, value in extra.items()),
+        ]
+        client.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (b"" if method == "HEAD" else payload))
 
     def _forward(
         self,
