@@ -324,7 +324,8 @@ class FilesystemDriver(StorageDriver):
         src_name, dst_name = src.rsplit("/", 1)[1], dst.rsplit("/", 1)[1]
         for attempt in range(5):
             try:
-                with self._path_lock(src, dst), self._dir(paths.parent(src)) as src_dir:
+                # The source folder first: a move from a store that does not exist yet must not create it.
+                with self._dir(paths.parent(src)) as src_dir, self._path_lock(src, dst):
                     if not stat_module.S_ISREG(os.stat(src_name, dir_fd=src_dir, follow_symlinks=False).st_mode):
                         raise FileNotFoundError(errno.ENOENT, f"{src} is not a file")
                     self._move_checked(src_dir, src, src_name, dst, dst_name, conditions)
