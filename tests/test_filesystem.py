@@ -16,10 +16,34 @@ from pathlib import Path
 import pytest
 
 import blobdrivers
+from blobdrivers import paths
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import ConfigError, PathNotFoundError, StorageError
 from blobdrivers.testing import DriverConformance
+from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.writer import Conditions
+
+
+def _write_raw_file(root: str) -> WriteRaw:
+    """Raw names under ``root`` as another program makes them; a key ending in ``/`` is an empty folder."""
+
+    def write(key: str, data: bytes) -> bool:
+        parts = key.rstrip("/").split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            return False  # a disk has no empty, "." or ".." name: such a key cannot exist here
+        target = os.path.join(root, *parts)
+        try:
+            if key.endswith("/"):
+                os.makedirs(target, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                Path(target).write_bytes(data)
+        except (FileExistsError, NotADirectoryError):
+            return False  # a file stands where the key needs a folder
+        return True
+
+    return write
 
 
 class TestFilesystemConformance(DriverConformance):
@@ -27,17 +51,33 @@ class TestFilesystemConformance(DriverConformance):
     def driver(self, tmp_path: Path) -> FilesystemDriver:
         return FilesystemDriver(rootdirectory=str(tmp_path / "store"))
 
+    @pytest.fixture
+    def foreign_keys(self, driver: FilesystemDriver) -> WriteRaw:
+        return _write_raw_file(driver.root)
+
 
 class TestFilesystemNoFsyncConformance(DriverConformance):
     @pytest.fixture
     def driver(self, tmp_path: Path) -> FilesystemDriver:
         return FilesystemDriver(rootdirectory=str(tmp_path / "store"), fsync="false", chunksize="64KiB")
 
+    @pytest.fixture
+    def foreign_keys(self, driver: FilesystemDriver) -> WriteRaw:
+        return _write_raw_file(driver.root)
+
 
 class TestInMemoryConformance(DriverConformance):
     @pytest.fixture
     def driver(self) -> InMemoryDriver:
         return InMemoryDriver(chunksize=4096)
+
+    @pytest.fixture
+    def foreign_keys(self, driver: InMemoryDriver) -> WriteRaw:
+        def write(key: str, data: bytes) -> bool:
+            driver._store.publish(paths.join(driver._root, "/" + key), data, Conditions())
+            return True
+
+        return write
 
 
 @pytest.fixture

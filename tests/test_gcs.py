@@ -41,6 +41,7 @@ from blobdrivers.errors import (
     UnsupportedMethodError,
 )
 from blobdrivers.testing import DriverConformance
+from blobdrivers.testing.contract_namespace import WriteRaw
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
@@ -100,6 +101,17 @@ class TestGCSConformance(DriverConformance):
     @pytest.fixture
     def driver(self, gcs: GCSDriver) -> GCSDriver:
         return gcs
+
+    @pytest.fixture
+    def foreign_keys(self, gcs: GCSDriver) -> WriteRaw:
+        def write(key: str, data: bytes) -> bool:
+            answer = requests.post(
+                gcs._upload_api, params={"uploadType": "media", "name": key}, data=data, timeout=30
+            )
+            answer.raise_for_status()
+            return True
+
+        return write
 
     # The emulator ignores ifGenerationMatch, so these four cannot pass against it; the
     # requests the driver sends for them, and its handling of a 412, are checked by the
