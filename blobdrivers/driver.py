@@ -184,7 +184,7 @@ class StorageDriver(abc.ABC):
         """
         full = self._any_path(path)
         with self._call("list", path):
-            children = sorted(self._visible(full, self._list(full)))
+            children = sorted(set(self._visible(full, self._list(full))))
             if not children and path != paths.ROOT:
                 raise PathNotFoundError(f"no directory at {path}", driver=self.name, path=path)
             return children
