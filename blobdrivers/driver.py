@@ -350,7 +350,7 @@ class StorageDriver(abc.ABC):
         return paths.join(self._root, self._fitting(paths.validate(path, allow_root=True, driver=self.name)))
 
     def _fitting(self, path: str) -> str:
-        """``path`` (valid) unchanged if the backend can store its key, else :class:`InvalidPathError` naming the limit."""
+        """``path`` (valid) unchanged if the backend can store its key, else InvalidPathError naming the limit."""
         limit = self.max_key_bytes
         if limit is not None and len(path) + self._key_overhead() > limit:
             raise InvalidPathError(

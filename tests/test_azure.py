@@ -80,6 +80,8 @@ def container(azure_service_client: BlobServiceClient, azure_container: str) -> 
 
 def _write_raw_blob(container: Any, root: str) -> WriteRaw:
     def write(key: str, data: bytes) -> bool:
+        if {".", ".."} & set(key.split("/")):
+            return False  # the SDK normalizes "." and ".." in the URL, so the request signs another name
         container.upload_blob(root + key, data, overwrite=True)
         return True
 

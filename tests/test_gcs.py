@@ -105,9 +105,9 @@ class TestGCSConformance(DriverConformance):
     @pytest.fixture
     def foreign_keys(self, gcs: GCSDriver) -> WriteRaw:
         def write(key: str, data: bytes) -> bool:
-            answer = requests.post(
-                gcs._upload_api, params={"uploadType": "media", "name": key}, data=data, timeout=30
-            )
+            if {".", ".."} & set(key.split("/")):
+                return False  # gcp-storage-emulator drops the connection on such a name
+            answer = requests.post(gcs._upload_api, params={"uploadType": "media", "name": key}, data=data, timeout=30)
             answer.raise_for_status()
             return True
 

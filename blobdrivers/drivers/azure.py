@@ -75,7 +75,6 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import (
     BlobBlock,
     BlobClient,
-    BlobPrefix,
     BlobProperties,
     BlobSasPermissions,
     BlobServiceClient,
@@ -292,8 +291,8 @@ class AzureDriver(StorageDriver):
     """Azure Blob Storage (BlockBlobs only); see ``docs/drivers/azure.md`` for the parameters."""
 
     name = "azure"
-    #: Azure blob names are at most 1,024 characters (paths are ASCII: bytes); parked writer state and other bookkeeping keys need at most
-    #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
+    #: Azure blob names are at most 1,024 characters (paths are ASCII, so bytes); session
+    #: markers (``~uploads/<sha256>``) and other bookkeeping keys need at most 160 bytes below the root.
     max_key_bytes = 1024
     bookkeeping_key_bytes = 160
     secret_params = _SECRETS

@@ -41,7 +41,7 @@ def _probes(keys: builtins.list[str]) -> set[str]:
     return found
 
 
-def assert_namespace(store: StorageDriver, files: set[str], probes: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def assert_namespace(store: StorageDriver, files: set[str], probes: set[str] | frozenset[str] = frozenset()) -> None:
     """``list``, ``walk`` and ``stat`` all show exactly ``files`` and their ancestors, nothing else."""
     dirs = {ancestor for path in files for ancestor in paths.ancestors(path)}
     walked = {info.path: info.is_dir for info in store.walk("/")}
