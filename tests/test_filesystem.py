@@ -141,6 +141,7 @@ def test_cleanup_removes_only_old_leftovers(fs: FilesystemDriver) -> None:
     writer.write(b"abandoned")
     writer.close()
     tmp = Path(fs.root, STAGING, "tmp", "crashed-put")
+    tmp.parent.mkdir(exist_ok=True)  # staging folders are made on first use
     tmp.write_bytes(b"partial")
     assert fs.cleanup(older_than=3600) == 0
     past = time.time() - 7200
@@ -249,7 +250,8 @@ def test_sigkill_during_512_mib_put_leaves_old_content_or_nothing(tmp_path: Path
     tmp = root / STAGING / "tmp"
     deadline = time.monotonic() + 60
     target = random.Random(trial).randrange(16, 400) * 1024 * 1024
-    while time.monotonic() < deadline and sum(f.stat().st_size for f in tmp.iterdir()) < target:
+    # The staging folder appears with the child's first write (it is made on first use).
+    while time.monotonic() < deadline and sum(f.stat().st_size for f in tmp.glob("*")) < target:
         time.sleep(0.005)
     child.send_signal(signal.SIGKILL)
     child.wait()
