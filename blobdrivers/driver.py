@@ -23,7 +23,9 @@ from typing import Any, ClassVar, TypeVar
 
 from . import paths
 from .errors import (
+    ConfigError,
     InvalidOffsetError,
+    InvalidPathError,
     PathNotFoundError,
     StorageError,
     UnsupportedMethodError,
@@ -90,6 +92,14 @@ class StorageDriver(abc.ABC):
     secret_params: ClassVar[frozenset[str]] = frozenset()
     #: Longest ``expires_in`` the backend's signed URLs allow, in seconds.
     max_url_expiry: ClassVar[int] = 7 * 24 * 3600
+    #: Longest key the backend stores, in bytes, root prefix included (``None``: no limit).
+    #: Longer paths are :class:`InvalidPathError` before any request.
+    max_key_bytes: ClassVar[int | None] = None
+    #: Longest path component the backend stores, in bytes (``None``: no limit of its own).
+    max_component_bytes: ClassVar[int | None] = None
+    #: Room kept below the root for the driver's own bookkeeping keys (parked writer
+    #: tails, staging names): the longest such key, less the root prefix, in bytes.
+    bookkeeping_key_bytes: ClassVar[int] = 0
 
     def __init__(self, params: Mapping[str, Any], *, rootdirectory: str = "", chunk_size: int = 1024 * 1024) -> None:
         self._params = dict(params)
@@ -103,6 +113,7 @@ class StorageDriver(abc.ABC):
         #: Tests install them to force a narrow interleaving of two clients
         #: deterministically; a hook that raises fails the step it stands before.
         self.race_hooks: dict[str, Callable[[RacePoint], None]] = {}
+        self._check_bookkeeping_room()
 
     # ------------------------------------------------------------------ public API
 
@@ -177,7 +188,7 @@ class StorageDriver(abc.ABC):
         """
         full = self._any_path(path)
         with self._call("list", path):
-            children = sorted(self._visible(full, self._list(full)))
+            children = sorted(set(self._visible(full, self._list(full))))
             if not children and path != paths.ROOT:
                 raise PathNotFoundError(f"no directory at {path}", driver=self.name, path=path)
             return children
@@ -260,7 +271,17 @@ class StorageDriver(abc.ABC):
         paths.validate(path, driver=self.name)
         return type(self)(**self._params_below(path))
 
+    def max_path_bytes(self) -> int | None:
+        """Longest path this instance accepts, in bytes: the key limit less the root prefix (``None``: no limit)."""
+        if self.max_key_bytes is None:
+            return None
+        return self.max_key_bytes - self._key_overhead()
+
     # ------------------------------------------------------------------ hooks
+
+    def _key_overhead(self) -> int:
+        """Bytes a backend key has beyond its logical path: the root prefix, less the dropped leading slash."""
+        return len(paths.to_key(self._root).encode()) if self._root else -1
 
     def _params_below(self, path: str) -> dict[str, Any]:
         """Parameters of a driver rooted at ``path`` of this one; the default moves ``rootdirectory``."""
@@ -330,10 +351,40 @@ class StorageDriver(abc.ABC):
     # ------------------------------------------------------------------ plumbing
 
     def _file_path(self, path: str) -> str:
-        return paths.join(self._root, paths.validate(path, driver=self.name))
+        return paths.join(self._root, self._fitting(paths.validate(path, driver=self.name)))
 
     def _any_path(self, path: str) -> str:
-        return paths.join(self._root, paths.validate(path, allow_root=True, driver=self.name))
+        return paths.join(self._root, self._fitting(paths.validate(path, allow_root=True, driver=self.name)))
+
+    def _fitting(self, path: str) -> str:
+        """``path`` (valid) unchanged if the backend can store its key, else InvalidPathError naming the limit."""
+        limit = self.max_key_bytes
+        if limit is not None and len(path) + self._key_overhead() > limit:
+            raise InvalidPathError(
+                f"invalid path {_shown(path)}: its key would be {len(path) + self._key_overhead()} bytes, "
+                f"over the {self.name} limit of {limit} bytes (root prefix included)",
+                driver=self.name,
+            )
+        component = self.max_component_bytes
+        if component is not None and len(path) > component + 1:
+            longest = max(len(part) for part in path.split("/"))
+            if longest > component:
+                raise InvalidPathError(
+                    f"invalid path {_shown(path)}: a component of {longest} bytes, "
+                    f"over the {self.name} limit of {component} bytes",
+                    driver=self.name,
+                )
+        return path
+
+    def _check_bookkeeping_room(self) -> None:
+        """Refuse a root so long that the driver's own bookkeeping keys below it could not be stored."""
+        limit = self.max_key_bytes
+        if limit is not None and self._key_overhead() + 1 + self.bookkeeping_key_bytes > limit:
+            raise ConfigError(
+                f"rootdirectory is too long for {self.name}: keys below it need {self.bookkeeping_key_bytes} bytes "
+                f"of room for bookkeeping within the limit of {limit} bytes",
+                driver=self.name,
+            )
 
     def _visible(self, full: str, children: Iterator[str]) -> Iterator[str]:
         for child in children:
@@ -436,6 +487,11 @@ class StorageDriver(abc.ABC):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_driver, (type(self), self._params))
+
+
+def _shown(path: str) -> str:
+    """A path short enough for a one-line message."""
+    return repr(path) if len(path) <= 60 else repr(path[:40] + "...") + f" ({len(path)} bytes)"
 
 
 def _rebuild_driver(cls: type[StorageDriver], params: dict[str, Any]) -> StorageDriver:

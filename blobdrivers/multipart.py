@@ -35,6 +35,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from . import paths
 from .errors import PathNotFoundError, StorageError
 from .transfer import Source, growing_part_sizes, part_size_for, run_bounded, upload_parts
 from .writer import Conditions
@@ -380,6 +381,9 @@ class MultipartEngine:
     def delete(self, key: str, prefix: str) -> bool:
         """Delete the object ``key`` and every object under ``prefix`` (its folder); say whether there was any.
 
+        Everything under the folder goes, hidden bookkeeping and other tools' keys
+        included, but only a valid path counts as "something there".
+
         Keys are deleted in batches of 1,000 while the listing goes on, so a folder of
         any size costs bounded memory.
         """
@@ -389,7 +393,7 @@ class MultipartEngine:
             backend.delete_objects([key])
         batch: list[str] = []
         for listed in backend.list_keys(prefix):
-            found = True
+            found = found or paths.from_key(listed) is not None
             batch.append(listed)
             if len(batch) == _DELETE_BATCH:
                 backend.delete_objects(batch)

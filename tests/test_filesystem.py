@@ -17,10 +17,34 @@ from typing import Any
 import pytest
 
 import blobdrivers
+from blobdrivers import paths
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import ConfigError, PathNotFoundError, StorageError
 from blobdrivers.testing import DriverConformance
+from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.writer import Conditions
+
+
+def _write_raw_file(root: str) -> WriteRaw:
+    """Raw names under ``root`` as another program makes them; a key ending in ``/`` is an empty folder."""
+
+    def write(key: str, data: bytes) -> bool:
+        parts = key.rstrip("/").split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            return False  # a disk has no empty, "." or ".." name: such a key cannot exist here
+        target = os.path.join(root, *parts)
+        try:
+            if key.endswith("/"):
+                os.makedirs(target, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                Path(target).write_bytes(data)
+        except (FileExistsError, NotADirectoryError):
+            return False  # a file stands where the key needs a folder
+        return True
+
+    return write
 
 
 class TestFilesystemConformance(DriverConformance):
@@ -28,17 +52,33 @@ class TestFilesystemConformance(DriverConformance):
     def driver(self, tmp_path: Path) -> FilesystemDriver:
         return FilesystemDriver(rootdirectory=str(tmp_path / "store"))
 
+    @pytest.fixture
+    def foreign_keys(self, driver: FilesystemDriver) -> WriteRaw:
+        return _write_raw_file(driver.root)
+
 
 class TestFilesystemNoFsyncConformance(DriverConformance):
     @pytest.fixture
     def driver(self, tmp_path: Path) -> FilesystemDriver:
         return FilesystemDriver(rootdirectory=str(tmp_path / "store"), fsync="false", chunksize="64KiB")
 
+    @pytest.fixture
+    def foreign_keys(self, driver: FilesystemDriver) -> WriteRaw:
+        return _write_raw_file(driver.root)
+
 
 class TestInMemoryConformance(DriverConformance):
     @pytest.fixture
     def driver(self) -> InMemoryDriver:
         return InMemoryDriver(chunksize=4096)
+
+    @pytest.fixture
+    def foreign_keys(self, driver: InMemoryDriver) -> WriteRaw:
+        def write(key: str, data: bytes) -> bool:
+            driver._store.publish(paths.join(driver._root, "/" + key), data, Conditions())
+            return True
+
+        return write
 
 
 @pytest.fixture
@@ -103,6 +143,7 @@ def test_cleanup_removes_only_old_leftovers(fs: FilesystemDriver) -> None:
     writer.write(b"abandoned")
     writer.close()
     tmp = Path(fs.root, STAGING, "tmp", "crashed-put")
+    tmp.parent.mkdir(exist_ok=True)  # staging folders are made on first use
     tmp.write_bytes(b"partial")
     assert fs.cleanup(older_than=3600) == 0
     past = time.time() - 7200
@@ -211,8 +252,8 @@ def test_sigkill_during_512_mib_put_leaves_old_content_or_nothing(tmp_path: Path
     tmp = root / STAGING / "tmp"
     deadline = time.monotonic() + 60
     target = random.Random(trial).randrange(16, 400) * 1024 * 1024
-    # The staging folder appears with the child's first write (a new root has none before).
-    while time.monotonic() < deadline and (not tmp.is_dir() or sum(f.stat().st_size for f in tmp.iterdir()) < target):
+    # The staging folder appears with the child's first write (it is made on first use).
+    while time.monotonic() < deadline and sum(f.stat().st_size for f in tmp.glob("*")) < target:
         time.sleep(0.005)
     child.send_signal(signal.SIGKILL)
     child.wait()

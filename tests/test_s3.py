@@ -31,6 +31,7 @@ from blobdrivers.errors import ConfigError, PathNotFoundError, PreconditionFaile
 from blobdrivers.multipart import PlannedPart, plan_cat
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
+from blobdrivers.testing.contract_namespace import WriteRaw
 from tests.servers.local import MotoServer
 
 CHUNK = 5 * MiB
@@ -128,6 +129,14 @@ class TestS3Conformance(DriverConformance):
     @pytest.fixture
     def driver(self, moto_server: MotoServer, s3_bucket: str) -> S3Driver:
         return S3Driver(**_params(moto_server, s3_bucket))
+
+    @pytest.fixture
+    def foreign_keys(self, s3_client: Any, s3_bucket: str) -> WriteRaw:
+        def write(key: str, data: bytes) -> bool:
+            s3_client.put_object(Bucket=s3_bucket, Key=key, Body=data)
+            return True
+
+        return write
 
     def test_list_over_a_thousand_children(self, store: StorageDriver) -> None:
         """The suite's 1005-object list/walk/delete, also checking the requests S3 gets."""

@@ -75,7 +75,6 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import (
     BlobBlock,
     BlobClient,
-    BlobPrefix,
     BlobProperties,
     BlobSasPermissions,
     BlobServiceClient,
@@ -95,7 +94,7 @@ from .. import paths
 from ..clients import ProcessLocal
 from ..driver import StorageDriver
 from ..errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError, UnsupportedMethodError
-from ..listing import FileInfo, walk_flat
+from ..listing import FileInfo, visible_children, walk_flat
 from ..params import KiB, MiB, Params
 from ..reader import RangeReader
 from ..redaction import secret_forms
@@ -293,6 +292,10 @@ class AzureDriver(StorageDriver):
     """Azure Blob Storage (BlockBlobs only); see ``docs/drivers/azure.md`` for the parameters."""
 
     name = "azure"
+    #: Azure blob names are at most 1,024 characters (paths are ASCII, so bytes); session
+    #: markers (``~uploads/<sha256>``) and other bookkeeping keys need at most 160 bytes below the root.
+    max_key_bytes = 1024
+    bookkeeping_key_bytes = 160
     secret_params = _SECRETS
     #: Account-key SAS could be valid for years, user-delegation SAS for at most 7 days:
     #: the driver caps every URL at 7 days.
@@ -742,17 +745,27 @@ class AzureDriver(StorageDriver):
                     raise
             else:
                 return _file_info(full, props)
-        for props in self._container_client().list_blobs(name_starts_with=paths.dir_key(full), results_per_page=50):
-            if paths.from_key(props.name) is not None and props.name.startswith(paths.dir_key(full)):
-                return FileInfo(full, 0, props.last_modified, is_dir=True)
-        raise PathNotFoundError(f"nothing at {self._logical(full)}")
+        first = self._first_valid_below(paths.dir_key(full))
+        if first is None:
+            raise PathNotFoundError(f"nothing at {self._logical(full)}")
+        return FileInfo(full, 0, first.last_modified, is_dir=True)
+
+    def _first_valid_below(self, prefix: str) -> BlobProperties | None:
+        """The first blob below ``prefix`` whose name is a valid path (one small page when that is the first)."""
+        for props in self._container_client().list_blobs(name_starts_with=prefix, results_per_page=50):
+            if paths.from_key(props.name) is not None and props.name.startswith(prefix):
+                return props
+        return None
 
     def _list(self, full: str) -> Iterator[str]:
         prefix = paths.dir_key(full)
-        for item in self._container_client().walk_blobs(name_starts_with=prefix or None, delimiter="/"):
-            name = item.name[:-1] if isinstance(item, BlobPrefix) else item.name
-            if name and name.startswith(prefix):
-                yield "/" + name
+        names = [
+            item.name
+            for item in self._container_client().walk_blobs(name_starts_with=prefix or None, delimiter="/")
+            if item.name.startswith(prefix)
+        ]
+        holds_valid = lambda below: self._first_valid_below(below) is not None  # noqa: E731
+        return iter(visible_children(names, holds_valid, self.max_concurrency))
 
     def _walk(self, full: str) -> Iterator[FileInfo]:
         prefix = paths.dir_key(full)

@@ -25,6 +25,7 @@ import hashlib
 import io
 import os
 import stat as stat_module
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -58,6 +59,12 @@ class FilesystemDriver(StorageDriver):
     """Files under ``rootdirectory`` (default: a per-user data folder); ``fsync`` (default true)."""
 
     name = "filesystem"
+    #: PATH_MAX (4,096 with its NUL) for the whole OS path, root included, and NAME_MAX
+    #: for one component: no file a caller names is out of reach of other programs.
+    max_key_bytes = 4095
+    max_component_bytes = 255
+    #: Staging names: ``/~staging/uploads/<sha256>.<uuid>`` is 115 bytes.
+    bookkeeping_key_bytes = 160
 
     def __init__(self, **params: Any) -> None:
         reader = Params(self.name, params)
@@ -69,7 +76,11 @@ class FilesystemDriver(StorageDriver):
         super().__init__({**params, "rootdirectory": self.root}, chunk_size=chunk_size)
         # Nothing is created here: the root and its staging folders are made by the first
         # write (see _staging), so reads and dry runs of a missing root leave no trace.
-        self._root_fd = ProcessLocal(lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        self._root_fd = self._open_root()
+        self._reopen_lock = threading.Lock()
+
+    def _open_root(self) -> ProcessLocal[int]:
+        return ProcessLocal(lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
 
     def _identity(self) -> tuple[tuple[str, str], ...]:
         # The base class knows a root only as a key prefix; here the root is a folder of
@@ -79,6 +90,9 @@ class FilesystemDriver(StorageDriver):
     def _params_below(self, path: str) -> dict[str, Any]:
         return {**self._params, "rootdirectory": os.path.join(self.root, path.lstrip("/"))}
 
+    def _key_overhead(self) -> int:
+        return len(self.root.encode())  # the OS path is the root folder followed by the path
+
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
             return InvalidPathError(f"invalid path {path!r}: a component is longer than this filesystem stores")
@@ -86,10 +100,33 @@ class FilesystemDriver(StorageDriver):
 
     # ------------------------------------------------------------------ resolution
 
+    def _live_root(self, *, create: bool) -> int:
+        """A descriptor of the root folder, opened again if the folder was deleted since.
+
+        A store above this one (``parent.delete("/tenant")``) may delete this store's
+        root folder, staging and all: the cached descriptor then names a removed folder
+        (no links), so it is opened again by name, and a write makes the folder anew.
+        """
+        try:
+            fd = self._root_fd.get()
+            if os.fstat(fd).st_nlink:
+                return fd
+        except FileNotFoundError:
+            pass  # reopened before while the folder was missing; the open is tried again below
+        if create:
+            os.makedirs(self.root, exist_ok=True)
+        with self._reopen_lock:
+            with suppress(FileNotFoundError):
+                if os.fstat(self._root_fd.get()).st_nlink:
+                    return self._root_fd.get()
+            # The old descriptor is left open: another thread may still be using it.
+            self._root_fd = self._open_root()
+        return self._root_fd.get()
+
     @contextmanager
     def _dir(self, full: str, *, create: bool = False) -> Iterator[int]:
         """A descriptor of the directory ``full`` (a full path), never following a symlink."""
-        root = fd = self._root_fd.get()
+        root = fd = self._live_root(create=create)
         try:
             for part in full.split("/")[1:] if full != paths.ROOT else []:
                 child = self._step(fd, part, create=create)
@@ -119,16 +156,21 @@ class FilesystemDriver(StorageDriver):
             raise
         return child
 
+    def _open_staging(self, folder: str, *, create: bool) -> int:
+        """A descriptor of a staging folder, made on first use (and again after a store above deleted it)."""
+        location = os.path.join(self.root, STAGING, folder)
+        try:
+            return os.open(location, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                raise
+        self._live_root(create=True)
+        os.makedirs(location, exist_ok=True)
+        return os.open(location, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
     @contextmanager
     def _staging(self, folder: str) -> Iterator[int]:
-        """A descriptor of a staging folder; the first one asked for (by a write) makes the root and all of them."""
-        path = os.path.join(self.root, STAGING, folder)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            for name in ("tmp", "uploads", "locks", "trash"):
-                os.makedirs(os.path.join(self.root, STAGING, name), exist_ok=True)
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = self._open_staging(folder, create=True)
         try:
             yield fd
         finally:
@@ -256,18 +298,26 @@ class FilesystemDriver(StorageDriver):
         if full == paths.ROOT:
             result = os.stat(self.root)
         else:
+            name = full.rsplit("/", 1)[1]
             with self._dir(paths.parent(full)) as dir_fd:
-                result = os.stat(full.rsplit("/", 1)[1], dir_fd=dir_fd, follow_symlinks=False)
+                result = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat_module.S_ISDIR(result.st_mode) and not _holds_file(dir_fd, name):
+                    raise FileNotFoundError(errno.ENOENT, f"no file below {full}, so no directory")
         return _info(full, result)
 
     def _list(self, full: str) -> Iterator[str]:
         try:
-            with self._dir(full) as dir_fd, os.scandir(dir_fd) as entries:
-                names = [
-                    entry.name
-                    for entry in entries
-                    if entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)
-                ]
+            with self._dir(full) as dir_fd:
+                with os.scandir(dir_fd) as entries:
+                    found = [
+                        (entry.name, entry.is_dir(follow_symlinks=False))
+                        for entry in entries
+                        if paths.is_valid("/" + entry.name)
+                        and (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False))
+                    ]
+                # A folder is a directory only while a file lies below it (not an empty
+                # folder another program made, nor a child store's staging).
+                names = [name for name, is_dir in found if not is_dir or _holds_file(dir_fd, name)]
         except NotADirectoryError:
             return iter(())
         except FileNotFoundError:
@@ -372,6 +422,8 @@ class FilesystemDriver(StorageDriver):
         with self._dir(parent) as dir_fd:
             result = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat_module.S_ISDIR(result.st_mode):
+                if not _holds_file(dir_fd, name):
+                    raise FileNotFoundError(errno.ENOENT, f"no file below {full}, so no directory")
                 # Take the tree out of sight in one rename, then remove it at leisure.
                 trash = uuid.uuid4().hex
                 with self._staging("trash") as trash_fd:
@@ -456,9 +508,11 @@ class FilesystemDriver(StorageDriver):
         removed = 0
         limit = time.time() - older_than
         for folder in ("tmp", "uploads", "trash"):
-            if not os.path.isdir(os.path.join(self.root, STAGING, folder)):
-                continue  # never written: nothing to clean (and nothing to create)
-            with self._staging(folder) as fd, os.scandir(fd) as entries:
+            try:
+                fd = self._open_staging(folder, create=False)
+            except FileNotFoundError:
+                continue  # never used: nothing to clean
+            with _closing(fd), os.scandir(fd) as entries:
                 for entry in list(entries):
                     try:
                         if entry.stat(follow_symlinks=False).st_mtime >= limit:
@@ -563,6 +617,38 @@ def _copy_fd(in_fd: int, out_fd: int, count: int) -> None:
             break
         os.write(out_fd, chunk)
         offset += len(chunk)
+
+
+@contextmanager
+def _closing(fd: int) -> Iterator[int]:
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _holds_file(parent_fd: int, name: str) -> bool:
+    """Whether a file with a valid path lies below the folder ``name`` (directories are implicit).
+
+    Stops at the first such file: a folder written through the driver nearly always
+    shows one in its first entries. Empty folders, other programs' names and a child
+    store's staging hold none.
+    """
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    with _closing(fd):
+        folders: list[str] = []
+        with os.scandir(fd) as scan:
+            for entry in scan:
+                if not paths.is_valid("/" + entry.name):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    return True
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.name)
+        return any(_holds_file(fd, folder) for folder in folders)
 
 
 def _remove_tree(parent_fd: int, name: str) -> None:

@@ -73,7 +73,7 @@ from ..errors import (
     StorageError,
     UnsupportedMethodError,
 )
-from ..listing import FileInfo, walk_flat
+from ..listing import FileInfo, visible_children, walk_flat
 from ..params import GiB, KiB, MiB, Params
 from ..reader import RangeReader
 from ..retry import RetryPolicy
@@ -315,6 +315,10 @@ class GCSDriver(StorageDriver):
     """
 
     name = "gcs"
+    #: GCS object names are at most 1,024 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
+    #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
+    max_key_bytes = 1024
+    bookkeeping_key_bytes = 160
     secret_params = frozenset({"credentials"})
     max_url_expiry = 7 * 24 * 3600
 
@@ -878,15 +882,12 @@ class GCSDriver(StorageDriver):
         return None
 
     def _list(self, full: str) -> Iterator[str]:
-        prefix = paths.dir_key(full)
-        seen: set[str] = set()
-        for page in self._list_pages(prefix, fields="items(name),prefixes,nextPageToken", delimiter="/"):
-            names = [str(item["name"]) for item in page.get("items") or ()]
-            names += [str(p)[:-1] for p in page.get("prefixes") or ()]
-            for name in names:
-                if name not in seen:
-                    seen.add(name)
-                    yield "/" + name
+        names: list[str] = []
+        for page in self._list_pages(paths.dir_key(full), fields="items(name),prefixes,nextPageToken", delimiter="/"):
+            names += [str(item["name"]) for item in page.get("items") or ()]
+            names += [str(p) for p in page.get("prefixes") or ()]
+        holds_valid = lambda prefix: self._first_visible_below(prefix) is not None  # noqa: E731
+        return iter(dict.fromkeys(visible_children(names, holds_valid, self.max_concurrency)))
 
     def _walk(self, full: str) -> Iterator[FileInfo]:
         prefix = paths.dir_key(full)
@@ -938,7 +939,8 @@ class GCSDriver(StorageDriver):
         found = self._delete_key(key)
         below = list(self._keys_below(paths.dir_key(full)))
         self._delete_many(below)
-        if not found and not below:
+        # Bookkeeping and other tools' keys go with the tree, but alone they are not "something there".
+        if not found and not any(paths.from_key(name) is not None for name in below):
             raise PathNotFoundError(f"nothing at {full}")
 
     def _delete_many(self, keys: list[str]) -> None:

@@ -110,18 +110,18 @@ class InMemoryDriver(StorageDriver):
         if blob is not None:
             return FileInfo(full, len(blob.data), blob.modified, etag=blob.etag)
         with self._store.lock:
-            # The key and its blob are read under one lock: a delete between them would leave a dangling key.
-            below = self._store.below(full)[:1]
-            first = self._store.blobs[below[0]] if below else None
-        if first is None:
+            # Keys another tool put in the store (``/a//b``) are no files, so no directory either.
+            first = next((key for key in self._store.below(full) if paths.is_valid(key)), None)
+            modified = None if first is None else self._store.blobs[first].modified
+        if modified is None:
             raise PathNotFoundError(f"nothing at {full}")
-        return FileInfo(full, 0, first.modified, is_dir=True)
+        return FileInfo(full, 0, modified, is_dir=True)
 
     def _list(self, full: str) -> Iterator[str]:
         with self._store.lock:
             keys = self._store.below(full)
         depth = 1 if full == paths.ROOT else full.count("/") + 1
-        children = dict.fromkeys("/".join(key.split("/")[: depth + 1]) for key in keys)
+        children = dict.fromkeys("/".join(key.split("/")[: depth + 1]) for key in keys if paths.is_valid(key))
         return iter(children)
 
     def _walk(self, full: str) -> Iterator[FileInfo]:
@@ -147,11 +147,16 @@ class InMemoryDriver(StorageDriver):
     def _delete(self, full: str) -> None:
         store = self._store
         with store.lock:
-            doomed = [full] if full in store.blobs else store.below(full)
-            if not doomed:
+            directory = full not in store.blobs
+            doomed = store.below(full) if directory else [full]
+            if not any(paths.is_valid(key) for key in doomed):
                 raise PathNotFoundError(f"nothing at {full}")
             for key in doomed:
                 store.remove(key)
+            if directory:
+                # A directory takes the writers parked below it (a child store's) with it.
+                for parked in [key for key in store.uploads if key.startswith(full + "/")]:
+                    del store.uploads[parked]
 
     def _cat(self, full: str, sources: list[str]) -> None:
         with self._store.lock:

@@ -59,7 +59,7 @@ from ..errors import (
     StorageError,
     UnsupportedMethodError,
 )
-from ..listing import FileInfo, walk_flat
+from ..listing import FileInfo, first_valid, visible_children, walk_flat
 from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ..params import GiB, KiB, MiB, Params
 from ..reader import RangeReader, ReopeningReader
@@ -205,6 +205,10 @@ class OSSDriver(StorageDriver):
     """Objects in an Aliyun OSS bucket; parameters as distribution's OSS driver (see ``docs/drivers/oss.md``)."""
 
     name = "oss"
+    #: OSS object names are at most 1,023 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
+    #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
+    max_key_bytes = 1023
+    bookkeeping_key_bytes = 160
     secret_params = frozenset({"accesskeyid", "accesskeysecret"})
     max_url_expiry = MAX_URL_EXPIRY
 
@@ -362,22 +366,32 @@ class OSSDriver(StorageDriver):
                     raise
             else:
                 return FileInfo(full, int(head.content_length or 0), _timestamp(head.last_modified), etag=head.etag)
-        prefix = paths.dir_key(full)
-        page = self.call(lambda: self.client.list_objects_v2(prefix=prefix, max_keys=1), f"LIST {full}")
-        if not page.object_list:
+        first = self._first_valid_below(paths.dir_key(full))
+        if first is None:
             raise PathNotFoundError(f"nothing at {full}")
-        return FileInfo(full, 0, _timestamp(page.object_list[0].last_modified), is_dir=True)
+        return FileInfo(full, 0, _timestamp(first.last_modified), is_dir=True)
+
+    def _first_valid_below(self, prefix: str) -> Any:
+        """The first object below ``prefix`` whose key is a valid path: one request when that is the first key."""
+
+        def pages() -> Iterator[list[tuple[str, Any]]]:
+            page = self.call(lambda: self.client.list_objects_v2(prefix=prefix, max_keys=1), f"LIST /{prefix}")
+            yield [(item.key, item) for item in page.object_list]
+            if page.object_list and page.is_truncated:
+                # The first key is foreign or bookkeeping: scan on after it.
+                for rest in self._pages(prefix, start_after=page.object_list[0].key):
+                    yield [(item.key, item) for item in rest.object_list]
+
+        return first_valid(pages())
 
     def _list(self, full: str) -> Iterator[str]:
-        prefix = paths.dir_key(full)
-        for page in self._pages(prefix, delimiter="/"):
-            for common in page.prefix_list:
-                yield "/" + common.rstrip("/")
-            for item in page.object_list:
-                if item.key != prefix:
-                    yield "/" + item.key
+        names: list[str] = []
+        for page in self._pages(paths.dir_key(full), delimiter="/"):
+            names += list(page.prefix_list) + [item.key for item in page.object_list]
+        holds_valid = lambda prefix: self._first_valid_below(prefix) is not None  # noqa: E731
+        return iter(visible_children(names, holds_valid, self.concurrency))
 
-    def _pages(self, prefix: str, delimiter: str = "") -> Iterator[Any]:
+    def _pages(self, prefix: str, delimiter: str = "", start_after: str = "") -> Iterator[Any]:
         """Every page of a v2 listing of ``prefix``, each page fetched under the retry policy."""
         token = ""
         while True:
@@ -387,6 +401,7 @@ class OSSDriver(StorageDriver):
                     prefix=prefix,
                     delimiter=delimiter,
                     continuation_token=token,
+                    start_after=start_after,
                     max_keys=LIST_PAGE,
                 ),
                 f"LIST /{prefix}",

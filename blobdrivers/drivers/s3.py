@@ -38,7 +38,7 @@ from .. import paths
 from ..clients import ProcessLocal
 from ..driver import StorageDriver
 from ..errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
-from ..listing import FileInfo, walk_flat
+from ..listing import FileInfo, first_valid, visible_children, walk_flat
 from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ..params import GiB, MiB, Params
 from ..reader import RangeReader
@@ -153,6 +153,10 @@ class S3Driver(StorageDriver):
     """Objects in an S3 bucket; parameters as distribution's S3 driver (see ``docs/drivers/s3.md``)."""
 
     name = "s3"
+    #: S3 keys are at most 1,024 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
+    #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
+    max_key_bytes = 1024
+    bookkeeping_key_bytes = 160
     secret_params = frozenset({"accesskey", "secretkey", "sessiontoken"})
     #: SigV4 presigned URLs last at most seven days.
     max_url_expiry = 7 * 24 * 3600
@@ -329,21 +333,34 @@ class S3Driver(StorageDriver):
                     _aware(response["LastModified"]),
                     etag=_unquote(response.get("ETag")),
                 )
-        response = self.client.list_objects_v2(Bucket=self.bucket, Prefix=paths.dir_key(full), MaxKeys=1)
-        contents = response.get("Contents") or []
-        if not contents:
+        first = self._first_valid_below(paths.dir_key(full))
+        if first is None:
             raise PathNotFoundError(f"nothing at {full}")
-        return FileInfo(full, 0, _aware(contents[0]["LastModified"]), is_dir=True)
+        return FileInfo(full, 0, _aware(first["LastModified"]), is_dir=True)
+
+    def _first_valid_below(self, prefix: str) -> dict[str, Any] | None:
+        """The first object below ``prefix`` whose key is a valid path: one request when that is the first key."""
+
+        def pages() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+            response = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+            contents = response.get("Contents") or []
+            yield [(item["Key"], item) for item in contents]
+            if contents and response.get("IsTruncated"):
+                # The first key is foreign or bookkeeping: scan on after it.
+                paginator = self.client.get_paginator("list_objects_v2")
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=contents[0]["Key"]):
+                    yield [(item["Key"], item) for item in page.get("Contents") or []]
+
+        return first_valid(pages())
 
     def _list(self, full: str) -> Iterator[str]:
-        prefix = paths.dir_key(full)
+        names: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-            for common in page.get("CommonPrefixes") or []:
-                yield "/" + common["Prefix"].rstrip("/")
-            for item in page.get("Contents") or []:
-                if item["Key"] != prefix:
-                    yield "/" + item["Key"]
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=paths.dir_key(full), Delimiter="/"):
+            names += [common["Prefix"] for common in page.get("CommonPrefixes") or []]
+            names += [item["Key"] for item in page.get("Contents") or []]
+        holds_valid = lambda prefix: self._first_valid_below(prefix) is not None  # noqa: E731
+        return iter(visible_children(names, holds_valid, self.concurrency))
 
     def _walk(self, full: str) -> Iterator[FileInfo]:
         return walk_flat(self._files_below(full), full)
