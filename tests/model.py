@@ -40,10 +40,10 @@ def machine_for(make_driver: Callable[[], StorageDriver]) -> type[RuleBasedState
             self.uploads: dict[str, bytes] = {}  # parked (closed) writer progress by path
 
         def teardown(self) -> None:
-            for directory in {p.split("/")[1] for p in self.files}:
-                self.driver.delete(f"/{directory}")
             for path in list(self.uploads):
                 self.driver.writer(path, append=True).cancel()
+            for directory in {p.split("/")[1] for p in self.files}:
+                self.driver.delete(f"/{directory}")
 
         # ------------------------------------------------------------ changes
 
@@ -132,6 +132,10 @@ def machine_for(make_driver: Callable[[], StorageDriver]) -> type[RuleBasedState
             self.driver.delete(path)
             for p in doomed:
                 del self.files[p]
+            if path not in doomed:
+                # A directory takes the writers parked below it with it (docs/contract.md).
+                for p in [p for p in self.uploads if p.startswith(path + "/")]:
+                    del self.uploads[p]
 
         # ------------------------------------------------------------ reads
 
