@@ -156,6 +156,9 @@ class MultipartBackend(Protocol):
     def list_uploads(self, key: str) -> list[UploadInfo]:
         """The uploads in progress for exactly ``key``, oldest first."""
 
+    def uploads_below(self, prefix: str) -> list[tuple[str, str]]:
+        """``(key, upload_id)`` of every upload in progress for a key starting with ``prefix``."""
+
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         """The parts of an upload, by ascending number."""
 
@@ -400,6 +403,9 @@ class MultipartEngine:
                 batch = []
         if batch:
             backend.delete_objects(batch)
+        # Writers parked below the folder (a child store's) are its data too: they go with it.
+        for upload_key, upload_id in backend.uploads_below(prefix):
+            self._abort_quietly(upload_key, upload_id)
         return found
 
     def cat(self, key: str, sources: Sequence[str]) -> None:

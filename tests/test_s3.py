@@ -767,3 +767,45 @@ def test_works_in_a_forked_child_with_a_fresh_client(s3: S3Driver) -> None:
     assert outcome == b"1"
     assert s3.get("/child") == b"from child"
     s3.delete("/child")
+
+
+def test_listing_cost_with_and_without_foreign_keys(s3: S3Driver, s3_client: Any, s3_bucket: str) -> None:
+    """What "a directory exists while a valid key lies below it" costs in requests.
+
+    list: one delimiter page, plus one one-key listing per common prefix with a valid
+    name (prefixes like ``a//`` or ``~blobdrivers/`` cost nothing); stat of a directory:
+    HEAD plus one one-key listing. A prefix whose first key is foreign costs one more
+    listing page per 1,000 keys up to its first valid key.
+    """
+    for path in ("/d1/x", "/d2/y", "/d3/z", "/f"):
+        s3.put(path, b"1")
+    calls = Calls(s3)
+    assert s3.list("/") == ["/d1", "/d2", "/d3", "/f"]
+    assert calls.count("ListObjectsV2") == 1 + 3
+    calls.params.clear()
+    assert s3.stat("/d1").is_dir
+    assert (calls.count("HeadObject"), calls.count("ListObjectsV2")) == (1, 1)
+    for key in ("d4/ a", "d4/ b", "d4/ok", "a//b", "console/folder/"):
+        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"foreign")
+    calls.params.clear()
+    assert s3.stat("/d4").is_dir  # first key " a" is foreign: a one-key listing, then a page after it
+    assert calls.count("ListObjectsV2") == 2
+    calls.params.clear()
+    assert s3.list("/") == ["/d1", "/d2", "/d3", "/d4", "/f"]
+    checked = [(params["Prefix"], params.get("StartAfter")) for params in calls.of("ListObjectsV2")]
+    assert sorted(checked, key=str) == [
+        ("", None),
+        ("a/", None),  # its only key, a//b, is foreign and the one-key listing says there is no more
+        ("console/", None),
+        ("d1/", None),
+        ("d2/", None),
+        ("d3/", None),
+        ("d4/", "d4/ a"),  # the first key is foreign: scan on after it
+        ("d4/", None),
+    ]
+    calls.params.clear()
+    with pytest.raises(PathNotFoundError):
+        s3.list("/a")  # its common prefix "a//" has an invalid name: no request for it
+    assert calls.count("ListObjectsV2") == 1
+    for path in ("/d1/x", "/d2/y", "/d3/z", "/f", "/d4"):
+        s3.delete(path)

@@ -4,7 +4,14 @@ Every publish (put, writer commit, cat, move) writes a temporary file in the hid
 staging folder ``<root>/~staging`` (same filesystem), fsyncs it, renames it into
 place and fsyncs the directory, so a reader or a crash sees the old content or the
 whole new content. A ``~`` is outside the path rule, so the staging folder can never
-be named by a caller, listed or walked.
+be named by a caller, listed or walked. Its folders are made on first use, and made
+again when a store above this one (``parent.delete("/tenant")``) deleted them, root
+and all, so a child store keeps working.
+
+A folder is a directory only while a file with a valid path lies below it: an empty
+folder, names outside the path rule (``a b``) and a child store's staging are no
+directory for ``list``, ``walk``, ``stat`` or ``delete``. ``list`` looks into each
+sub-folder until its first such file (one ``scandir`` for a folder the driver wrote).
 
 Paths are resolved one component at a time from a descriptor of the root with
 ``O_NOFOLLOW``: a symlink planted inside the root (or a race that plants one) can

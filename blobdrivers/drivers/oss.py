@@ -732,6 +732,25 @@ class _OSSBackend:
             key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
         return [UploadInfo(upload_id, float(initiated)) for initiated, _, upload_id in sorted(found)]
 
+    def uploads_below(self, prefix: str) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        key_marker = upload_id_marker = ""
+        while True:
+            page = self._call(
+                functools.partial(
+                    self._client.list_multipart_uploads,
+                    prefix=prefix,
+                    key_marker=key_marker,
+                    upload_id_marker=upload_id_marker,
+                    max_uploads=1000,
+                ),
+                f"list uploads /{prefix}",
+            )
+            found += [(str(upload.key), str(upload.upload_id)) for upload in page.upload_list]
+            if not page.is_truncated:
+                return found
+            key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
+
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         parts: list[PartInfo] = []
         marker = ""

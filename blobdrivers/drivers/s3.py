@@ -646,6 +646,14 @@ class _S3Backend:
                     found.append((_aware(upload["Initiated"]), len(found), str(upload["UploadId"])))
         return [UploadInfo(upload_id, initiated.timestamp()) for initiated, _, upload_id in sorted(found)]
 
+    def uploads_below(self, prefix: str) -> list[tuple[str, str]]:
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        return [
+            (str(upload["Key"]), str(upload["UploadId"]))
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for upload in page.get("Uploads") or []
+        ]
+
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         parts: list[PartInfo] = []
         paginator = self._client.get_paginator("list_parts")
