@@ -290,12 +290,24 @@ class MultipartEngine:
     when an object would not fit in ``max_parts``); ``concurrency`` bounds the parts
     in flight per transfer, so a transfer holds at most ``chunk_size * (concurrency
     + 1)`` bytes; ``copy_chunk_size`` is the part size of multipart copies.
+    ``before_part(key, number)`` runs in the worker that is about to send part
+    ``number`` of a put or writer (the driver's ``"part.upload"`` race point); what
+    it raises fails that part.
     """
 
-    def __init__(self, backend: MultipartBackend, *, chunk_size: int, concurrency: int, copy_chunk_size: int) -> None:
+    def __init__(
+        self,
+        backend: MultipartBackend,
+        *,
+        chunk_size: int,
+        concurrency: int,
+        copy_chunk_size: int,
+        before_part: Callable[[str, int], None] | None = None,
+    ) -> None:
         if chunk_size < backend.min_part_size:
             raise ValueError(f"chunk size {chunk_size} is below the minimum part size {backend.min_part_size}")
         self.backend = backend
+        self.before_part = before_part or _no_hook
         self.chunk_size = chunk_size
         self.concurrency = max(1, concurrency)
         self.copy_chunk_size = max(copy_chunk_size, backend.min_part_size)
@@ -327,10 +339,7 @@ class MultipartEngine:
         upload_id = self.create_upload(key)
         try:
             etags = upload_parts(
-                source,
-                sizes,
-                lambda number, data: backend.upload_part(key, upload_id, number, data),
-                concurrency=self.concurrency,
+                source, sizes, functools.partial(self.send_part, key, upload_id), concurrency=self.concurrency
             )
             if source.read(1):
                 raise ValueError(f"the data does not fit in {backend.max_parts} parts")
@@ -338,6 +347,11 @@ class MultipartEngine:
         except BaseException:
             self._abort_quietly(key, upload_id)
             raise
+
+    def send_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
+        """Upload part ``number`` of a put or writer, after the ``before_part`` hook; return its tag."""
+        self.before_part(key, number)
+        return self.backend.upload_part(key, upload_id, number, data)
 
     # ------------------------------------------------------------------ copy
 
@@ -662,6 +676,10 @@ class MultipartEngine:
             log.warning("could not delete hidden objects under %s: %s", prefix, type(exc).__name__)
 
 
+def _no_hook(key: str, number: int) -> None:
+    """The default ``before_part``: nothing to do."""
+
+
 def _bind_copy(
     backend: MultipartBackend,
     key: str,
@@ -838,7 +856,7 @@ class ResumableWriter:
             if self._buffer:
                 number = len(parts) + 1
                 parts.append(
-                    (number, self._backend.upload_part(self._key, self._upload_id, number, memoryview(self._buffer)))
+                    (number, self._engine.send_part(self._key, self._upload_id, number, memoryview(self._buffer)))
                 )
             self._backend.complete(self._key, self._upload_id, parts, conditions)
         except BaseException:
@@ -915,7 +933,7 @@ class ResumableWriter:
 
     def _upload(self, upload_id: str, number: int, part: bytes | bytearray) -> None:
         try:
-            etag = self._backend.upload_part(self._key, upload_id, number, memoryview(part))
+            etag = self._engine.send_part(self._key, upload_id, number, memoryview(part))
             with self._lock:
                 self._parts[number] = etag
         except BaseException as exc:
