@@ -791,6 +791,7 @@ class GCSDriver(StorageDriver):
                 return
             if session is None:
                 session = state["session"] = self._start_session(key, params, direct=True)
+            self._race_point("part.upload", "/" + key, number)
             state["crc"] = _crc_extend(state["crc"], view)
             last = len(view) < chunk
             total = session.offset + len(view) if last else None
@@ -1205,6 +1206,7 @@ class _GCSWriter:
         self._driver = driver
         self._state = state
         self._has_sidecar = has_sidecar
+        self._chunk = driver.chunk_size
         self._buffer = PartBuffer(driver.chunk_size)
         self._backlog = b""
         session_bytes = state.session.offset if state.session else 0
@@ -1228,6 +1230,8 @@ class _GCSWriter:
                 session = self._ensure_session()
                 start = session.offset
                 try:
+                    # Part numbers count chunks of the session (a resumed one goes on from its offset).
+                    self._driver._race_point("part.upload", "/" + self._state.target, start // self._chunk + 1)
                     self._driver._transmit(session, memoryview(part), total=None, crc=None)
                 finally:
                     sent = session.offset - start

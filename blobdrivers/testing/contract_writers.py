@@ -63,7 +63,8 @@ class WriterIsolationContract(SuiteBase):
                 errors.append(exc)
 
         store.race_hooks["part.upload"] = open_writers
-        store.put("/p", data)
+        step = store.chunk_size // 2 + 1
+        store.put("/p", (data[start : start + step] for start in range(0, len(data), step)))  # streamed in parts
         store.race_hooks.clear()
         if not once.locked():
             store.delete("/p")
@@ -95,9 +96,10 @@ class WriterIsolationContract(SuiteBase):
                 raise ConnectionResetError("injected failure of part 1")
 
         store.race_hooks["part.upload"] = fail_first
+        written = payload(3 * part, seed=5)
         first = store.writer("/r")
         with contextlib.suppress(StorageError):
-            first.write(payload(3 * part, seed=5))  # may see part 1's failure already
+            first.write(written)  # may see part 1's failure already
         first.close()
         store.race_hooks.clear()
         if not seen:
@@ -105,13 +107,17 @@ class WriterIsolationContract(SuiteBase):
             pytest.skip(_NOT_REACHED)
 
         second = reopen(store).writer("/r", append=True)
-        assert second.size == 0  # part 1 never landed: nothing after the gap counts
+        kept = second.size
+        # Nothing past the failed part 1 counts (parts 2 and 3 landed after a gap); a driver
+        # whose progress is contiguous may have parked all of it instead (e.g. unsent bytes
+        # kept in its parked tail).
+        assert kept in (0, len(written))
         content = payload(part + 10, seed=6)
         second.write(content)
         second.close()
 
         third = reopen(store).writer("/r", append=True)
-        assert third.size == part + 10  # the second session's part and parked tail, no stale part of the first
+        assert third.size == kept + part + 10  # the second session's part and tail, no stale part of the first
         third.commit()
-        assert store.get("/r") == content
+        assert store.get("/r") == written[:kept] + content
         store.delete("/r")
