@@ -1107,21 +1107,36 @@ class GCSDriver(StorageDriver):
     def _sidecar_key(self, key: str) -> str:
         return f"{self._hidden}/uploads/{hashlib.sha256(key.encode()).hexdigest()}"
 
-    def _read_sidecar(self, key: str) -> _UploadState | None:
-        try:
-            response = self._send(
-                "GET",
-                f"{self._download_api}/{quote(self._sidecar_key(key), safe='')}",
-                what="read upload state",
-                params={"alt": "media"},
-                headers={"Accept-Encoding": "identity"},
-            )
-        except _HTTPError as exc:
-            if exc.status == 404:
+    def _take_sidecar(self, key: str) -> _UploadState | None:
+        """Read the parked upload's sidecar and delete exactly that generation: the upload is the caller's.
+
+        Of two writers taking one sidecar, one delete succeeds; the other reads again
+        and finds none (or a newer one). So a parked upload goes to one writer, and
+        a live writer's upload is never in a sidecar another writer can drop.
+        """
+        sidecar = self._sidecar_key(key)
+        for _ in range(5):
+            item = self._metadata(sidecar)
+            if item is None:
                 return None
-            raise
-        state = _UploadState.decode(response.data)
-        return state if state.target == key else None
+            generation = str(item["generation"])
+            try:
+                response = self._send(
+                    "GET",
+                    f"{self._download_api}/{quote(sidecar, safe='')}",
+                    what="read upload state",
+                    params={"alt": "media", "generation": generation},
+                    headers={"Accept-Encoding": "identity"},
+                )
+            except _HTTPError as exc:
+                if exc.status == 404:
+                    continue  # replaced or taken meanwhile
+                raise
+            if not self._delete_key(sidecar, generation=generation):
+                continue
+            state = _UploadState.decode(response.data)
+            return state if state.target == key else None
+        raise StorageError(f"the upload state of /{key} keeps changing; try again")
 
     def _write_sidecar(self, state: _UploadState) -> None:
         self._upload_small(self._sidecar_key(state.target), state.encode(), {}, what="save upload state")
@@ -1140,16 +1155,15 @@ class GCSDriver(StorageDriver):
         key = paths.to_key(full)
         if not append:
             try:
-                state = self._read_sidecar(key)
+                state = self._take_sidecar(key)
             except _UnreadableSidecar:
-                self._delete_key(self._sidecar_key(key))  # a new upload replaces it anyway
-                state = None
+                state = None  # taken (deleted) before it was decoded; a new upload replaces it anyway
             if state is not None:
-                self._drop_upload(state, sidecar=True)
+                self._drop_upload(state, sidecar=False)
             return _GCSWriter(self, _UploadState(key), has_sidecar=False)
-        state = self._read_sidecar(key)
+        state = self._take_sidecar(key)
         if state is not None:
-            return _GCSWriter(self, self._reconcile(state), has_sidecar=True)
+            return _GCSWriter(self, self._reconcile(state), has_sidecar=False)
         item = self._metadata(key)
         if item is None:
             raise PathNotFoundError(f"no file at {full} to append to")
@@ -1171,6 +1185,7 @@ class GCSDriver(StorageDriver):
         try:
             finished = self._session_status(session)
         except _SessionGone:
+            self._drop_upload(state, sidecar=False)
             raise StorageError(
                 f"the upload in progress for /{state.target} cannot be resumed: its session expired or was "
                 "cancelled; start a new writer"
@@ -1270,6 +1285,12 @@ class _GCSWriter:
             except Exception:
                 pass  # the sidecar keeps the bytes; a resume reconciles with the session's offset
         self._state.tail = rest
+        if not self._has_sidecar:
+            # One parked upload per path: the one parked before this (another writer's) is dropped, not orphaned.
+            with contextlib.suppress(_UnreadableSidecar):
+                replaced = self._driver._take_sidecar(self._state.target)
+                if replaced is not None:
+                    self._driver._drop_upload(replaced, sidecar=False)
         self._driver._write_sidecar(self._state)
         self._has_sidecar = True
 
