@@ -13,7 +13,7 @@ with its SDK and gets from :class:`MultipartEngine`:
   small sources are merged through a bounded buffer (see :func:`plan_cat`).
 * ``copy``: a parallel multipart copy (for ``move`` of large objects).
 
-Hidden bookkeeping objects (writer tails, intermediate ``cat`` objects) live under
+Hidden bookkeeping objects (writer session records and claims, intermediate ``cat`` objects) live under
 the backend's ``hidden_prefix``, whose name contains ``~`` so that list and walk
 never show it.
 """

@@ -13,21 +13,24 @@ writer's content. A block re-sent after a timeout goes under the same id and
 replaces itself, so a retry can never duplicate data.
 
 Azure discards every uncommitted block of a blob when anyone commits that blob
-(Put Blob or Put Block List). So when two multi-block uploads race for one path,
-the later commit finds its blocks gone. For ``put`` and ``cat`` (single calls whose
+(Put Blob or Put Block List). So when two multi-block puts race for one path, the
+later commit finds its blocks gone. For ``put`` and ``cat`` (single calls whose
 duration covers the whole race) the driver then reports success: the call is
 ordered just before the concurrent write that replaced it, which is a valid
-outcome for concurrent unconditional writes; conditional ones raise instead. A
-resumable writer whose blocks vanish raises a :class:`StorageError` at commit or
-resume, never a silent loss.
+outcome for concurrent unconditional writes; conditional ones raise instead.
 
-Writer progress lives in the uncommitted block list of the target blob plus a
-small hidden *session marker* blob, ``<root>/~uploads/<sha256 of the key>``, written
-by ``close()``: it names the session, its block count and byte size, and the base
-(etag and committed blocks) when the upload appends to committed content. A
-resumed writer reads the marker, then the uncommitted block list, keeps exactly its
-own session's blocks and continues numbering after them. The ``~`` keeps markers
-out of list and walk.
+A resumable writer's *session* therefore stages its blocks on a hidden staging
+blob of its own, ``<root>/~uploads/<sha256 of the key>.<session>``, which no
+commit to the path can touch; its ``commit()`` copies the staging blob into fresh
+blocks of the target server-side (Put Block From URL) and commits them at once,
+so two writers of one path both commit and the later one wins. ``close()`` parks
+the session in a small hidden *marker* blob, ``<root>/~uploads/<sha256 of the
+key>`` (one parked session per path), naming the session, its block count and
+byte size, and the base (etag and committed blocks) when the upload appends to
+committed content. A resuming writer takes the marker over (a delete with
+If-Match on what it read, so one parked session goes to one writer), then reads
+the staging blob's block list and keeps exactly its session's blocks. The ``~``
+keeps markers and staging blobs out of list and walk.
 
 Appending to committed content re-commits the committed block ids followed by the
 new ones in one Put Block List guarded by If-Match on the etag read at open, so no

@@ -14,8 +14,11 @@ How each operation maps onto the JSON API:
 * ``writer``: a resumable session, started lazily when the first full chunk is
   ready. ``close()`` sends the 256 KiB-aligned part of what is buffered and
   parks the session URI, its persisted offset and the rest (< 256 KiB) in a
-  hidden *sidecar* object; a writer in any process resumes from it after asking
-  the session for its persisted offset (``Content-Range: bytes */*``).
+  hidden *sidecar* object (one parked session per path); a writer in any process
+  takes the sidecar over (a generation-matched delete: one writer per parked
+  session) and resumes after asking the session for its persisted offset
+  (``Content-Range: bytes */*``). Live writers' sessions are in no sidecar, so no
+  other writer drops them.
   Appending to committed content composes the committed generation with the new
   data. See ``docs/drivers/gcs.md`` for the trade-offs.
 * ``cat``: ``compose`` (32 sources per call, a tree of hidden temporaries beyond).
