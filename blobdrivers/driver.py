@@ -163,10 +163,15 @@ class StorageDriver(abc.ABC):
     def writer(self, path: str, append: bool = False) -> Writer:
         """A resumable writer for ``path``; nothing is visible there before ``commit()``.
 
-        ``append=True`` resumes an upload left by ``close()`` (from any instance or
-        process); with none in progress it appends to the committed content, and
-        raises :class:`PathNotFoundError` when nothing exists. ``append=False``
-        starts afresh, dropping any upload in progress for ``path``.
+        A writer's staging is its *session*; ``close()`` parks it. ``append=True``
+        takes over a session parked for ``path`` (from any instance or process; the
+        most recently parked, and each parked session goes to one writer only) and
+        resumes at exactly what that session durably wrote; with none parked it
+        appends to the committed content, and raises :class:`PathNotFoundError`
+        when nothing exists. ``append=False`` starts afresh, dropping the sessions
+        parked for ``path``. Neither ever adopts or drops a live writer's session
+        or a put in flight: concurrent writers of one path are isolated, each
+        commit publishes that writer's whole content, and the last commit wins.
         """
         full = self._file_path(path)
         with self._call("writer", path):

@@ -13,18 +13,21 @@ with its SDK and gets from :class:`MultipartEngine`:
   small sources are merged through a bounded buffer (see :func:`plan_cat`).
 * ``copy``: a parallel multipart copy (for ``move`` of large objects).
 
-Hidden bookkeeping objects (writer tails, intermediate ``cat`` objects) live under
+Hidden bookkeeping objects (writer session records and claims, intermediate ``cat`` objects) live under
 the backend's ``hidden_prefix``, whose name contains ``~`` so that list and walk
 never show it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import functools
 import hashlib
 import io
 import itertools
+import json
 import logging
 import threading
 import time
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from . import paths
-from .errors import PathNotFoundError, StorageError
+from .errors import PathNotFoundError, PreconditionFailedError, StorageError
 from .transfer import Source, growing_part_sizes, part_size_for, run_bounded, upload_parts
 from .writer import Conditions
 
@@ -47,6 +50,9 @@ NO_CONDITIONS = Conditions()
 _CLOCK_RESOLUTION = 1.0
 #: Keys per batch delete (the S3 and OSS limit).
 _DELETE_BATCH = 1000
+#: Name prefixes, in an upload's hidden folder, of a session record and of the claim on one.
+_RECORD = "parked-"
+_CLAIM = "claim-"
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,23 @@ class UploadInfo:
     upload_id: str
     #: When the service initiated it: seconds since the epoch, on the service's clock.
     initiated: float
+
+
+@dataclass(frozen=True)
+class ParkedSession:
+    """A writer session parked by ``close()``: its upload and the record that describes it."""
+
+    upload_id: str
+    #: Key of the record object (see :class:`ResumableWriter`).
+    record: str
+    #: Parking time (nanoseconds since the epoch, on the parking client's clock).
+    stamp: int
+
+    @property
+    def claim(self) -> str:
+        """Key of the create-only object by which one writer takes this session over."""
+        folder, _, name = self.record.rpartition("/")
+        return f"{folder}/{_CLAIM}{name.removeprefix(_RECORD)}"
 
 
 @dataclass(frozen=True)
@@ -294,12 +317,24 @@ class MultipartEngine:
     when an object would not fit in ``max_parts``); ``concurrency`` bounds the parts
     in flight per transfer, so a transfer holds at most ``chunk_size * (concurrency
     + 1)`` bytes; ``copy_chunk_size`` is the part size of multipart copies.
+    ``before_part(key, number)`` runs in the worker that is about to send part
+    ``number`` of a put or writer (the driver's ``"part.upload"`` race point); what
+    it raises fails that part.
     """
 
-    def __init__(self, backend: MultipartBackend, *, chunk_size: int, concurrency: int, copy_chunk_size: int) -> None:
+    def __init__(
+        self,
+        backend: MultipartBackend,
+        *,
+        chunk_size: int,
+        concurrency: int,
+        copy_chunk_size: int,
+        before_part: Callable[[str, int], None] | None = None,
+    ) -> None:
         if chunk_size < backend.min_part_size:
             raise ValueError(f"chunk size {chunk_size} is below the minimum part size {backend.min_part_size}")
         self.backend = backend
+        self.before_part = before_part or _no_hook
         self.chunk_size = chunk_size
         self.concurrency = max(1, concurrency)
         self.copy_chunk_size = max(copy_chunk_size, backend.min_part_size)
@@ -331,10 +366,7 @@ class MultipartEngine:
         upload_id = self.create_upload(key)
         try:
             etags = upload_parts(
-                source,
-                sizes,
-                lambda number, data: backend.upload_part(key, upload_id, number, data),
-                concurrency=self.concurrency,
+                source, sizes, functools.partial(self.send_part, key, upload_id), concurrency=self.concurrency
             )
             if source.read(1):
                 raise ValueError(f"the data does not fit in {backend.max_parts} parts")
@@ -342,6 +374,11 @@ class MultipartEngine:
         except BaseException:
             self._abort_quietly(key, upload_id)
             raise
+
+    def send_part(self, key: str, upload_id: str, number: int, data: memoryview) -> str:
+        """Upload part ``number`` of a put or writer, after the ``before_part`` hook; return its tag."""
+        self.before_part(key, number)
+        return self.backend.upload_part(key, upload_id, number, data)
 
     # ------------------------------------------------------------------ copy
 
@@ -576,50 +613,85 @@ class MultipartEngine:
     # ------------------------------------------------------------------ writer
 
     def writer(self, key: str, append: bool) -> ResumableWriter:
-        """Open a resumable writer for ``key`` (see :class:`ResumableWriter`).
+        """Open a resumable writer for ``key`` (see :class:`ResumableWriter` for sessions and their records).
 
-        ``append=False`` aborts every upload in progress for ``key`` (and drops its
-        hidden tails). ``append=True`` resumes the newest upload in progress for
-        ``key``; with none, it starts an upload seeded with the committed object
-        (server-side copies of its whole chunks, the short rest downloaded), and
-        raises :class:`PathNotFoundError` when nothing is committed either.
+        ``append=True`` claims the most recently parked session of ``key`` and resumes
+        it at exactly the size its record holds; with none parked, it starts a session
+        seeded with the committed object (server-side copies of its whole chunks, the
+        short rest downloaded), and raises :class:`PathNotFoundError` when nothing is
+        committed either. ``append=False`` claims and drops every parked session of
+        ``key`` and starts a new one. Uploads without a record (live writers, puts,
+        ``cat`` and copies in flight) are never adopted or aborted.
         """
-        backend = self.backend
-        uploads = [upload.upload_id for upload in backend.list_uploads(key)]
+        parked = self._parked(key)
         if not append:
-            for upload_id in uploads:
-                self._abort_quietly(key, upload_id)
-                self._delete_prefix_quietly(self.upload_folder(key, upload_id))
+            for session in parked:
+                if self._claim(session):
+                    self._abort_quietly(key, session.upload_id)
+                    self._delete_prefix_quietly(self.upload_folder(key, session.upload_id))
             return ResumableWriter(self, key, part_size=self.chunk_size)
-        if uploads:
-            return self._resume(key, uploads[-1])
-        info = backend.head_object(key)
+        for session in parked:
+            if self._claim(session):
+                resumed = self._resume(key, session)
+                if resumed is not None:
+                    return resumed
+        info = self.backend.head_object(key)
         if info is None:
             raise PathNotFoundError(f"nothing to append to at /{key}")
         return self._seed(key, info)
 
-    def _resume(self, key: str, upload_id: str) -> ResumableWriter:
+    def _parked(self, key: str) -> list[ParkedSession]:
+        """The parked, unclaimed sessions of ``key``, most recently parked first (one listing)."""
+        base = self._sessions_folder(key)
+        records: dict[str, ParkedSession] = {}
+        claimed: set[str] = set()
+        for listed in self.backend.list_keys(base):
+            token, _, name = listed[len(base) :].partition("/")
+            stamp = name.removeprefix(_RECORD).removeprefix(_CLAIM)
+            if not stamp.isdigit() or "/" in stamp:
+                continue
+            if name.startswith(_CLAIM):
+                claimed.add(f"{base}{token}/{_RECORD}{stamp}")
+            elif name.startswith(_RECORD) and (upload_id := _upload_of(token)) is not None:
+                records[listed] = ParkedSession(upload_id, listed, int(stamp))
+        live = [session for record, session in records.items() if record not in claimed]
+        return sorted(live, key=lambda session: session.stamp, reverse=True)
+
+    def _claim(self, session: ParkedSession) -> bool:
+        """Take a parked session for one writer: a create-only claim object, so two claimers never share it."""
+        try:
+            self.backend.put_object(session.claim, memoryview(b""), Conditions(if_none_match="*"))
+        except PreconditionFailedError:
+            return False
+        return True
+
+    def _resume(self, key: str, session: ParkedSession) -> ResumableWriter | None:
+        """A writer continuing a claimed session from its record, or ``None`` when the record is gone."""
         backend = self.backend
-        parts = backend.list_parts(key, upload_id)
-        part_size = parts[0].size if parts and parts[0].number == 1 else self.chunk_size
-        kept: dict[int, str] = {}
-        for expected, part in enumerate(parts, start=1):
-            if part.number != expected or part.size != part_size:
-                break  # a short part (from a failed commit) or a gap ends the consistent prefix
-            kept[part.number] = part.etag
-        tail_key = self.tail_key(key, upload_id, len(kept))
-        tail = backend.head_object(tail_key)
-        buffer = bytearray(tail.size if tail else 0)
-        if tail is not None and tail.size:
-            backend.read_range(tail_key, 0, memoryview(buffer), etag=tail.etag)
+        info = backend.head_object(session.record)
+        if info is None:
+            return None
+        raw = bytearray(info.size)
+        if info.size:
+            backend.read_range(session.record, 0, memoryview(raw), etag=info.etag)
+        header, _, tail = bytes(raw).partition(b"\n")
+        try:
+            state = json.loads(header)
+            part_size = int(state["part_size"])
+            tags = [str(tag) for tag in state["parts"]]
+            if state.get("v") != 1 or state["upload"] != session.upload_id:
+                raise ValueError("record of another version or upload")
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring an unreadable writer record under %s", self.upload_folder(key, session.upload_id))
+            return None
         return ResumableWriter(
             self,
             key,
             part_size=part_size,
-            upload_id=upload_id,
-            parts=kept,
-            buffer=buffer,
-            resumed=True,
+            upload_id=session.upload_id,
+            parts=dict(enumerate(tags, start=1)),
+            buffer=bytearray(tail),
+            record=session.record,
         )
 
     def _seed(self, key: str, info: ObjectInfo) -> ResumableWriter:
@@ -645,15 +717,18 @@ class MultipartEngine:
             backend.read_range(key, whole * part_size, memoryview(buffer), etag=info.etag)
         return ResumableWriter(self, key, part_size=part_size, upload_id=upload_id, parts=parts, buffer=buffer)
 
-    def upload_folder(self, key: str, upload_id: str) -> str:
-        """Hidden folder of one upload's bookkeeping (its parked tails)."""
-        key_hash = hashlib.sha256(key.encode()).hexdigest()
-        upload_hash = hashlib.sha256(upload_id.encode()).hexdigest()[:32]
-        return f"{self.backend.hidden_prefix}uploads/{key_hash}/{upload_hash}/"
+    def _sessions_folder(self, key: str) -> str:
+        """Hidden folder of the writer sessions of ``key``."""
+        return f"{self.backend.hidden_prefix}uploads/{hashlib.sha256(key.encode()).hexdigest()}/"
 
-    def tail_key(self, key: str, upload_id: str, parts: int) -> str:
-        """Hidden object holding the bytes written after the first ``parts`` parts of an upload."""
-        return f"{self.upload_folder(key, upload_id)}tail-{parts:05d}"
+    def upload_folder(self, key: str, upload_id: str) -> str:
+        """Hidden folder of one upload's bookkeeping (its records and claims), named after the upload id."""
+        token = base64.urlsafe_b64encode(upload_id.encode()).decode("ascii").rstrip("=")
+        return f"{self._sessions_folder(key)}{token}/"
+
+    def record_key(self, key: str, upload_id: str) -> str:
+        """A new record key for a session of ``upload_id``, sorting after the earlier ones (parking time)."""
+        return f"{self.upload_folder(key, upload_id)}{_RECORD}{time.time_ns():020d}"
 
     # ------------------------------------------------------------------ helpers
 
@@ -670,6 +745,18 @@ class MultipartEngine:
                 self.backend.delete_objects(keys)
         except Exception as exc:
             log.warning("could not delete hidden objects under %s: %s", prefix, type(exc).__name__)
+
+
+def _upload_of(token: str) -> str | None:
+    """The upload id a folder name encodes (see :meth:`MultipartEngine.upload_folder`), or ``None``."""
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _no_hook(key: str, number: int) -> None:
+    """The default ``before_part``: nothing to do."""
 
 
 def _bind_copy(
@@ -719,25 +806,37 @@ class _Prepended(io.RawIOBase):
 
 
 class ResumableWriter:
-    """A :class:`~blobdrivers.writer.WriterBackend` on a multipart upload.
+    """A :class:`~blobdrivers.writer.WriterBackend` on a multipart upload: one writer *session*.
 
+    A session is one multipart upload that one writer at a time stages into.
     Every part is exactly ``part_size`` bytes (services such as R2 require equal
     parts), uploaded in the background with at most ``concurrency`` in flight, so
     a writer holds at most ``part_size * (concurrency + 1)`` bytes.
 
-    On the store, the progress of an upload is its parts ``1..k`` (each exactly
-    ``part_size``) plus, when ``close()`` found a partial part in the buffer, a
-    hidden *tail* object named after the upload and ``k``. A later ``writer(key,
-    append=True)`` in any process takes the newest upload for the key, keeps the
-    longest run of full parts ``1..k`` and the tail for that ``k`` (downloading at
-    most one part's worth of bytes), and so resumes at exactly the size that was
-    durably written. A tail for another ``k`` is stale by construction and ignored,
-    which keeps resume correct after a crash at any point.
+    ``close()`` *parks* the session: it writes a hidden *record* object,
+    ``<hidden>uploads/<sha256 of key>/<upload id>/parked-<time>``, holding a JSON
+    line (the upload id, the part size and the tags of parts ``1..k``, the
+    consistent prefix of full parts this session saw acknowledged) followed by the
+    buffered rest (the *tail*, less than one part). The record is the session's
+    whole durable state: a resume takes exactly ``k`` parts and the tail, never a
+    part the record does not name (a stale part after a gap, another upload's
+    parts). After a failed part, ``close()`` records only the parts before the
+    first failure and no tail.
+
+    A record is taken over by ``writer(key, append=True)`` with a create-only
+    *claim* object beside it, so one parked session is resumed by one writer; the
+    resumed writer re-parks under a new record (dropping the old record and its
+    claim), and ``commit()`` or ``cancel()`` deletes the session's folder.
+    Uploads with no record (a live writer that never parked, a put, cat or copy in
+    flight) are never touched by other writers; an upload of a writer that dies
+    before ``close()`` is left to the bucket's lifecycle rule.
 
     ``commit()`` uploads the buffered rest as the short last part and completes
-    the upload (a writer that never filled a part publishes with one request);
+    the upload with exactly the session's parts (a writer that never filled a part
+    publishes with one request); two writers of one key complete two uploads, so
+    both succeed and the later one is the content. A failed ``commit()`` parks.
     ``cancel()`` aborts. A failed part upload makes further writes and ``commit()``
-    raise; ``close()`` then keeps only the consistent prefix of full parts.
+    raise.
     """
 
     def __init__(
@@ -749,7 +848,7 @@ class ResumableWriter:
         upload_id: str | None = None,
         parts: dict[int, str] | None = None,
         buffer: bytearray | None = None,
-        resumed: bool = False,
+        record: str | None = None,
     ) -> None:
         self._engine = engine
         self._backend = engine.backend
@@ -759,9 +858,8 @@ class ResumableWriter:
         self._parts: dict[int, str] = dict(parts or {})
         self._next = len(self._parts) + 1
         self._buffer = buffer if buffer is not None else bytearray()
-        #: Whether hidden tails may exist for this upload (they are deleted when it ends).
-        self._has_tails = resumed
-        self._tail_at: int | None = len(self._parts) if resumed and self._buffer else None
+        #: The record (claimed or written by this writer) that describes the session on the store.
+        self._record = record
         self._slots = threading.BoundedSemaphore(engine.concurrency)
         self._lock = threading.Lock()
         self._pending: list[Future[None]] = []
@@ -795,17 +893,14 @@ class ResumableWriter:
                 self._submit(full)
 
     def close(self) -> None:
-        """Persist progress: wait for parts in flight, park the partial part as the hidden tail."""
+        """Park the session: wait for parts in flight, then write its record (see the class docstring)."""
         try:
-            self._settle()
-            if self._failure is not None:
-                return  # only the consistent prefix of full parts stays; see the class docstring
             self._park()
         finally:
             self._shutdown()
 
     def commit(self, conditions: Conditions) -> None:
-        """Publish: the buffered rest becomes the last part; on failure progress stays parked."""
+        """Publish: the buffered rest becomes the last part; on failure the session is parked."""
         try:
             self._settle()
             self._raise_failure()
@@ -816,17 +911,18 @@ class ResumableWriter:
                 self._publish_single(conditions)
             else:
                 self._complete(conditions)
+        except BaseException:
+            # The short last part (if it went out) is not in the record: a resume re-sends it.
+            self._park_quietly()
+            raise
         finally:
             self._shutdown()
 
     def cancel(self) -> None:
-        """Abort the upload and drop its hidden tails."""
+        """Abort the upload and drop the session's record."""
         try:
             self._wait()
-            if self._upload_id is not None:
-                self._engine._abort_quietly(self._key, self._upload_id)
-                if self._has_tails:
-                    self._engine._delete_prefix_quietly(self._engine.upload_folder(self._key, self._upload_id))
+            self._end_session()
         finally:
             self._buffer = bytearray()
             self._shutdown()
@@ -834,55 +930,57 @@ class ResumableWriter:
     # ------------------------------------------------------------------ publishing
 
     def _publish_single(self, conditions: Conditions) -> None:
-        try:
-            self._backend.put_object(self._key, memoryview(self._buffer), conditions)
-        except BaseException:
-            self._park_quietly()
-            raise
-        self._forget_upload()
+        self._backend.put_object(self._key, memoryview(self._buffer), conditions)
+        # The upload (if any) anchored earlier progress only: nothing of it is published.
+        self._end_session()
 
     def _complete(self, conditions: Conditions) -> None:
         assert self._upload_id is not None
         parts = sorted(self._parts.items())
-        try:
-            if self._buffer:
-                number = len(parts) + 1
-                parts.append(
-                    (number, self._backend.upload_part(self._key, self._upload_id, number, memoryview(self._buffer)))
-                )
-            self._backend.complete(self._key, self._upload_id, parts, conditions)
-        except BaseException:
-            # The short last part (if it went out) is ignored on resume: not a full part.
-            self._park_quietly()
-            raise
-        if self._has_tails:
-            self._engine._delete_prefix_quietly(self._engine.upload_folder(self._key, self._upload_id))
+        if self._buffer:
+            number = len(parts) + 1
+            parts.append((number, self._engine.send_part(self._key, self._upload_id, number, memoryview(self._buffer))))
+        self._backend.complete(self._key, self._upload_id, parts, conditions)
+        upload_id = self._upload_id
+        self._upload_id = None  # completed: nothing left to abort
+        self._drop_folder(upload_id)
 
-    def _forget_upload(self) -> None:
-        """After a single-request publish, drop the upload that anchored earlier progress."""
+    def _end_session(self) -> None:
+        """Abort the upload and delete the session's hidden folder (best effort, logged)."""
         if self._upload_id is not None:
             self._engine._abort_quietly(self._key, self._upload_id)
-            if self._has_tails:
-                self._engine._delete_prefix_quietly(self._engine.upload_folder(self._key, self._upload_id))
+            self._drop_folder(self._upload_id)
+
+    def _drop_folder(self, upload_id: str) -> None:
+        if self._record is not None:
+            self._engine._delete_prefix_quietly(self._engine.upload_folder(self._key, upload_id))
+            self._record = None
 
     def _park(self) -> None:
-        self._flush_full()
+        """Write the session's record: its consistent prefix of parts, and the tail unless a part failed."""
+        if self._failure is None:
+            with contextlib.suppress(StorageError):  # a part failing now is handled like an earlier failure
+                self._flush_full()
         self._settle()
-        if self._failure is not None:
-            return
+        # After a failed part the bytes past it never became durable: the record keeps the prefix only.
+        tail = memoryview(self._buffer) if self._failure is None else memoryview(b"")
         if self._upload_id is None:
-            # Even an empty writer needs an upload: it is what a resume finds.
+            # Even an empty writer needs an upload: its record is what a resume finds.
             self._upload_id = self._engine.create_upload(self._key)
-        done = len(self._parts)
-        if self._buffer:
-            self._backend.put_object(
-                self._engine.tail_key(self._key, self._upload_id, done), memoryview(self._buffer), NO_CONDITIONS
-            )
-            self._has_tails = True
-        if self._tail_at is not None and (self._tail_at != done or not self._buffer):
-            with contextlib.suppress(Exception):
-                self._backend.delete_objects([self._engine.tail_key(self._key, self._upload_id, self._tail_at)])
-        self._tail_at = done if self._buffer else None
+        state = {
+            "v": 1,
+            "upload": self._upload_id,
+            "part_size": self._part_size,
+            "parts": [self._parts[number] for number in range(1, len(self._parts) + 1)],
+        }
+        record = self._engine.record_key(self._key, self._upload_id)
+        body = json.dumps(state).encode() + b"\n" + tail
+        self._backend.put_object(record, memoryview(body), NO_CONDITIONS)
+        previous, self._record = self._record, record
+        if previous is not None:
+            stale = ParkedSession(self._upload_id, previous, 0)
+            with contextlib.suppress(Exception):  # a stale record is older: a resume prefers this one
+                self._backend.delete_objects([previous, stale.claim])
 
     def _park_quietly(self) -> None:
         try:
@@ -925,7 +1023,7 @@ class ResumableWriter:
 
     def _upload(self, upload_id: str, number: int, part: bytes | bytearray) -> None:
         try:
-            etag = self._backend.upload_part(self._key, upload_id, number, memoryview(part))
+            etag = self._engine.send_part(self._key, upload_id, number, memoryview(part))
             with self._lock:
                 self._parts[number] = etag
         except BaseException as exc:

@@ -243,6 +243,27 @@ def test_commit_if_none_match_on_multipart_is_enforced_and_keeps_progress(oss: O
     oss.delete("/taken")
 
 
+def test_racing_writers_and_parked_sessions_leave_no_upload(
+    oss: OSSDriver, oss_server: OssServer, oss_bucket: str
+) -> None:
+    """Two parked sessions of one path: append takes the newest, a second append the other; nothing is left."""
+    one, two = oss.writer("/s"), OSSDriver(**oss._params).writer("/s")
+    one.write(_payload(CHUNK + 1, seed=21))
+    two.write(_payload(CHUNK + 2, seed=22))
+    one.close()
+    two.close()  # parked last
+    assert len(oss_server.multipart_uploads(oss_bucket)) == 2
+    newest = oss.writer("/s", append=True)
+    older = OSSDriver(**oss._params).writer("/s", append=True)  # the newest is taken: the other one
+    assert (newest.size, older.size) == (CHUNK + 2, CHUNK + 1)
+    newest.commit()
+    older.commit()  # both commits succeed; the later one is the content
+    assert oss.get("/s") == _payload(CHUNK + 1, seed=21)
+    assert oss_server.multipart_uploads(oss_bucket) == []
+    assert oss_server.object_keys(oss_bucket) == ["s"]  # records and claims are gone
+    oss.delete("/s")
+
+
 def test_if_match_is_unsupported_and_sends_nothing(oss: OSSDriver, oss_server: OssServer, oss_bucket: str) -> None:
     oss.put("/m", b"v1")
     oss.put("/src", b"src")
@@ -259,8 +280,9 @@ def test_if_match_is_unsupported_and_sends_nothing(oss: OSSDriver, oss_server: O
     with pytest.raises(UnsupportedMethodError):
         writer.commit(if_match=etag)
     assert oss.get("/m") == b"v1" and oss.get("/src") == b"src"
-    assert oss.writer("/m", append=True).size == CHUNK + 1  # progress kept
-    oss.writer("/m").cancel()
+    resumed = oss.writer("/m", append=True)
+    assert resumed.size == CHUNK + 1  # progress kept
+    resumed.cancel()
     assert oss_server.multipart_uploads(oss_bucket) == []
     oss.delete("/m")
     oss.delete("/src")

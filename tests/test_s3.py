@@ -313,6 +313,33 @@ def test_failed_part_keeps_consistent_prefix_then_cancel_leaves_nothing(
     assert _all_keys(s3_client, s3_bucket) == []
 
 
+def test_racing_writers_and_parked_sessions_leave_no_upload(s3: S3Driver, s3_client: Any, s3_bucket: str) -> None:
+    """Two parked sessions of one path: append takes the newest, a second append the other; nothing is left."""
+    one, two = s3.writer("/s"), S3Driver(**s3._params).writer("/s")
+    one.write(_payload(CHUNK + 1, seed=21))
+    two.write(_payload(CHUNK + 2, seed=22))
+    one.close()
+    two.close()  # parked last
+    assert len(_uploads(s3_client, s3_bucket)) == 2
+    newest = s3.writer("/s", append=True)
+    older = S3Driver(**s3._params).writer("/s", append=True)  # the newest is taken: the other one
+    assert (newest.size, older.size) == (CHUNK + 2, CHUNK + 1)
+    newest.commit()
+    older.commit()  # both commits succeed; the later one is the content
+    assert s3.get("/s") == _payload(CHUNK + 1, seed=21)
+    assert _uploads(s3_client, s3_bucket) == []
+    assert _all_keys(s3_client, s3_bucket) == ["s"]  # records and claims are gone
+
+    live = s3.writer("/s")
+    live.write(_payload(CHUNK + 3))  # a live upload: another writer(p) must leave it alone
+    s3.writer("/s").cancel()
+    assert len(_uploads(s3_client, s3_bucket)) == 1
+    live.cancel()
+    assert _uploads(s3_client, s3_bucket) == []
+    assert _all_keys(s3_client, s3_bucket) == ["s"]
+    s3.delete("/s")
+
+
 # --------------------------------------------------------------------------- put
 
 

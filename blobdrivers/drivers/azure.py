@@ -13,21 +13,24 @@ writer's content. A block re-sent after a timeout goes under the same id and
 replaces itself, so a retry can never duplicate data.
 
 Azure discards every uncommitted block of a blob when anyone commits that blob
-(Put Blob or Put Block List). So when two multi-block uploads race for one path,
-the later commit finds its blocks gone. For ``put`` and ``cat`` (single calls whose
+(Put Blob or Put Block List). So when two multi-block puts race for one path, the
+later commit finds its blocks gone. For ``put`` and ``cat`` (single calls whose
 duration covers the whole race) the driver then reports success: the call is
 ordered just before the concurrent write that replaced it, which is a valid
-outcome for concurrent unconditional writes; conditional ones raise instead. A
-resumable writer whose blocks vanish raises a :class:`StorageError` at commit or
-resume, never a silent loss.
+outcome for concurrent unconditional writes; conditional ones raise instead.
 
-Writer progress lives in the uncommitted block list of the target blob plus a
-small hidden *session marker* blob, ``<root>/~uploads/<sha256 of the key>``, written
-by ``close()``: it names the session, its block count and byte size, and the base
-(etag and committed blocks) when the upload appends to committed content. A
-resumed writer reads the marker, then the uncommitted block list, keeps exactly its
-own session's blocks and continues numbering after them. The ``~`` keeps markers
-out of list and walk.
+A resumable writer's *session* therefore stages its blocks on a hidden staging
+blob of its own, ``<root>/~uploads/<sha256 of the key>.<session>``, which no
+commit to the path can touch; its ``commit()`` copies the staging blob into fresh
+blocks of the target server-side (Put Block From URL) and commits them at once,
+so two writers of one path both commit and the later one wins. ``close()`` parks
+the session in a small hidden *marker* blob, ``<root>/~uploads/<sha256 of the
+key>`` (one parked session per path), naming the session, its block count and
+byte size, and the base (etag and committed blocks) when the upload appends to
+committed content. A resuming writer takes the marker over (a delete with
+If-Match on what it read, so one parked session goes to one writer), then reads
+the staging blob's block list and keeps exactly its session's blocks. The ``~``
+keeps markers and staging blobs out of list and walk.
 
 Appending to committed content re-commits the committed block ids followed by the
 new ones in one Put Block List guarded by If-Match on the etag read at open, so no
@@ -41,9 +44,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -119,6 +124,8 @@ _ID_PREFIX: Final = "bd1"
 _ID_LENGTH: Final = len(_ID_PREFIX) + 32 + 10
 _PUBLISH_META: Final = "bdpublish"
 _UPLOADS: Final = "~uploads"
+#: Copies of a writer's staged content a commit makes when concurrent commits keep discarding them.
+_COMMIT_ATTEMPTS: Final = 3
 _SECRETS: Final = frozenset({"accountkey", "connectionstring", "sastoken", "credentials"})
 _CONTAINER_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*")
 _ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
@@ -682,7 +689,7 @@ class AzureDriver(StorageDriver):
         staged = upload_parts(
             source,
             sizes,
-            lambda number, data: self._stage(blob, _block_id(session, number - 1), data),
+            lambda number, data: self._stage_part(full, blob, session, number - 1, data),
             concurrency=self.max_concurrency,
         )
         blocks = [BlobBlock(_block_id(session, i), BlockState.UNCOMMITTED) for i in range(len(staged))]
@@ -1014,45 +1021,76 @@ class AzureDriver(StorageDriver):
     # ------------------------------------------------------------------ writer
 
     def _marker(self, full: str) -> BlobClient:
+        return self._container_client().get_blob_client(f"{self._uploads_prefix(full)}")
+
+    def _staging(self, full: str, session: str) -> BlobClient:
+        """The hidden blob a writer session stages its blocks on.
+
+        Never the target: any commit to the target (another writer's, a put's)
+        discards every uncommitted block there, so a writer's blocks live on a blob
+        of their own until its commit copies them over server-side.
+        """
+        return self._container_client().get_blob_client(f"{self._uploads_prefix(full)}.{session}")
+
+    def _uploads_prefix(self, full: str) -> str:
         digest = hashlib.sha256(paths.to_key(full).encode()).hexdigest()
-        root = paths.dir_key(self._root or paths.ROOT)
-        return self._container_client().get_blob_client(f"{root}{_UPLOADS}/{digest}")
+        return f"{paths.dir_key(self._root or paths.ROOT)}{_UPLOADS}/{digest}"
+
+    def _stage_part(self, full: str, blob: BlobClient, session: str, index: int, data: memoryview | bytes) -> int:
+        """Stage block ``index`` of a put or writer, after the ``"part.upload"`` race point (part ``index + 1``)."""
+        self._race_point("part.upload", full, index + 1)
+        return self._stage(blob, _block_id(session, index), data)
 
     def _writer(self, full: str, append: bool) -> WriterBackend:
         blob = self._blob(full)
         marker = self._marker(full)
         if not append:
-            self._drop_marker(marker)
-            return _AzureWriter(self, full, blob, marker, _new_session(), [], None, owns_marker=False)
-        state = self._read_marker(marker)
+            parked = self._take_marker(marker)
+            if parked is not None:
+                self._drop_staging(full, str(parked["session"]))
+            return _AzureWriter(self, full, blob, marker, _new_session(), [], None)
+        state = self._take_marker(marker)
         if state is not None:
             return self._resume(full, blob, marker, state)
         return self._append_to_committed(full, blob, marker)
 
-    @staticmethod
-    def _drop_marker(marker: BlobClient) -> None:
+    def _drop_staging(self, full: str, session: str) -> None:
+        """Delete a session's staging blob (best effort: it is hidden, and Azure drops stale blocks in a week)."""
         try:
-            marker.delete_blob()
+            self._staging(full, session).delete_blob()
         except HttpResponseError as exc:
-            if not _is_missing(exc) or _error_code(exc) == "ContainerNotFound":
-                raise
+            if not _is_missing(exc):
+                log.debug("azure: could not delete the staging blob of %s: %s", self._logical(full), _error_code(exc))
 
-    @staticmethod
-    def _read_marker(marker: BlobClient) -> dict[str, Any] | None:
-        try:
-            raw = marker.download_blob().readall()
-        except HttpResponseError as exc:
-            if _is_missing(exc) and _error_code(exc) != "ContainerNotFound":
+    def _take_marker(self, marker: BlobClient) -> dict[str, Any] | None:
+        """Read the parked session's marker and delete it (If-Match on what was read): the session is ours.
+
+        Two writers taking one marker: exactly one delete succeeds; the other reads
+        again and finds none (or a newer one).
+        """
+        for _ in range(5):
+            try:
+                downloader = marker.download_blob()
+                raw = downloader.readall()
+            except HttpResponseError as exc:
+                if _is_missing(exc) and _error_code(exc) != "ContainerNotFound":
+                    return None
+                raise
+            try:
+                marker.delete_blob(etag=downloader.properties.etag, match_condition=MatchConditions.IfNotModified)
+            except HttpResponseError as exc:
+                if _is_missing(exc) or _status(exc) == 412:
+                    continue  # another writer took it (or parked anew) meanwhile
+                raise
+            try:
+                state = json.loads(raw)
+                if not isinstance(state, dict) or state.get("v") != 1:
+                    raise ValueError("unknown marker version")
+                return state
+            except ValueError:
+                log.debug("azure: dropped an unreadable upload marker %s", marker.blob_name)
                 return None
-            raise
-        try:
-            state = json.loads(raw)
-            if not isinstance(state, dict) or state.get("v") != 1:
-                raise ValueError("unknown marker version")
-            return state
-        except ValueError:
-            log.debug("azure: ignoring an unreadable upload marker %s", marker.blob_name)
-            return None
+        raise StorageError(f"the upload marker {marker.blob_name} keeps changing; try again")
 
     def _resume(self, full: str, blob: BlobClient, marker: BlobClient, state: dict[str, Any]) -> _AzureWriter:
         session = str(state["session"])
@@ -1064,25 +1102,26 @@ class AzureDriver(StorageDriver):
         sizes: dict[int, int] = {}
         if count:
             try:
-                _, uncommitted = blob.get_block_list("uncommitted")
+                committed, uncommitted = self._staging(full, session).get_block_list("all")
             except HttpResponseError as exc:
                 if not _is_missing(exc) or _error_code(exc) == "ContainerNotFound":
                     raise
-                uncommitted = []
+                committed, uncommitted = [], []
             prefix = _ID_PREFIX + session
-            for block in uncommitted:
+            # A block staged again after a failed commit is newer than its committed twin.
+            for block in [*committed, *uncommitted]:
                 block_id = str(block.id)
                 if len(block_id) == _ID_LENGTH and block_id.startswith(prefix) and block_id[len(prefix) :].isdigit():
                     sizes[int(block_id[len(prefix) :])] = int(block.size or 0)
         staged = [sizes.get(index) for index in range(count)]
         total = (base.size if base else 0) + sum(size or 0 for size in staged)
         if any(size is None for size in staged) or total != int(state["size"]):
-            self._drop_marker(marker)
+            self._drop_staging(full, session)
             raise StorageError(
-                f"the upload in progress for {self._logical(full)} was lost: another write to that path committed "
-                "or deleted it, which discards staged blocks; start the upload again"
+                f"the upload in progress for {self._logical(full)} was lost: its staged blocks are gone; "
+                "start the upload again"
             )
-        return _AzureWriter(self, full, blob, marker, session, [int(s or 0) for s in staged], base, owns_marker=True)
+        return _AzureWriter(self, full, blob, marker, session, [int(s or 0) for s in staged], base)
 
     def _append_to_committed(self, full: str, blob: BlobClient, marker: BlobClient) -> _AzureWriter:
         for _ in range(5):
@@ -1101,14 +1140,14 @@ class AzureDriver(StorageDriver):
             session = _new_session()
             if _reusable(committed, props.size):
                 base = _Base(str(props.etag), len(committed), int(props.size))
-                return _AzureWriter(self, full, blob, marker, session, [], base, owns_marker=False)
+                return _AzureWriter(self, full, blob, marker, session, [], base)
             # No block list to re-use (written by Put Blob or another tool): copy it
             # into this session's first blocks, then append after them.
             info = _SourceBlob(full, blob, props.etag, props.size)
-            staged = self._copy_into_blocks(blob, session, [info], 0, self.chunk_size)
+            staged = self._copy_into_blocks(self._staging(full, session), session, [info], 0, self.chunk_size)
             assert staged is not None  # streaming is allowed, so there is always a result
             base = _Base(str(props.etag), 0, 0)
-            return _AzureWriter(self, full, blob, marker, session, staged, base, owns_marker=False)
+            return _AzureWriter(self, full, blob, marker, session, staged, base)
         raise StorageError(f"{self._logical(full)} keeps changing; cannot append to it")
 
 
@@ -1246,7 +1285,17 @@ class _BlobReader:
 
 
 class _AzureWriter:
-    """Writer backend: stages blocks of one session in the background, commits them in one Put Block List."""
+    """Writer backend: one session staging blocks on its own hidden staging blob, in the background.
+
+    ``close()`` parks the session in the path's marker (one parked session per
+    path: parking replaces, and drops, the one parked before). ``commit()`` makes
+    the staging blob readable (Put Block List there), copies it server-side into
+    fresh blocks of the target (Put Block From URL) and commits those after the
+    re-used committed blocks of an append base, in one Put Block List. Staged
+    blocks never sit on the target while the writer is open, so no other commit to
+    the path can discard them: two writers' commits both succeed, the later one's
+    content wins.
+    """
 
     def __init__(
         self,
@@ -1257,21 +1306,21 @@ class _AzureWriter:
         session: str,
         staged: list[int],
         base: _Base | None,
-        *,
-        owns_marker: bool,
     ) -> None:
         self._driver = driver
         self._full = full
         self._blob = blob
         self._marker = marker
         self._session = session
+        self._staging = driver._staging(full, session)
         self._sizes = list(staged)  # size of each block staged (or being staged), by index
         self._base = base
-        self._owns_marker = owns_marker
         self._sizes_table = _growing_sizes(driver.chunk_size)
         self._buffer = PartBuffer(self._part_size())
         self._inflight: list[Future[int]] = []
         self._failure: BaseException | None = None  # a block that could not be staged breaks the writer
+        self._first_failed: int | None = None  # index of the lowest block that failed: the prefix before it is safe
+        self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(driver.max_concurrency)
         self.size = (base.size if base else 0) + sum(staged)
 
@@ -1288,14 +1337,21 @@ class _AzureWriter:
             raise StorageError(f"an upload to {self._driver._logical(self._full)} reached {MAX_BLOCKS} blocks")
         self._sizes.append(len(data))
         self._slots.acquire()  # at most maxconcurrency blocks in flight: memory stays bounded
-        block_id = _block_id(self._session, index)
         try:
-            future = self._driver._clients.get().pool.submit(self._driver._stage, self._blob, block_id, data)
+            future = self._driver._clients.get().pool.submit(self._stage, index, data)
         except BaseException:
             self._slots.release()
             raise
         future.add_done_callback(lambda _: self._slots.release())
         self._inflight.append(future)
+
+    def _stage(self, index: int, data: bytes) -> int:
+        try:
+            return self._driver._stage_part(self._full, self._staging, self._session, index, data)
+        except BaseException:
+            with self._lock:
+                self._first_failed = index if self._first_failed is None else min(index, self._first_failed)
+            raise
 
     def _raise_failures(self) -> None:
         if self._failure is not None:
@@ -1332,9 +1388,26 @@ class _AzureWriter:
             self._buffer.part_size = self._part_size()
 
     def close(self) -> None:
-        """Stage what is buffered and record the session in the marker, for a resume."""
-        self._flush()
+        """Stage what is buffered and park the session in the marker, for a resume.
+
+        After a block failed, only the blocks before the first failed one are
+        parked: nothing past it became durable.
+        """
+        try:
+            self._flush()
+        except Exception:
+            if not self._truncate():
+                raise
         self._park()
+
+    def _truncate(self) -> bool:
+        """After a failed block: wait for the others, keep the blocks before the first failed one; say if one did."""
+        with contextlib.suppress(Exception):
+            self._drain()
+        if self._first_failed is None:
+            return False
+        self._sizes = self._sizes[: self._first_failed]
+        return True
 
     def _park(self) -> None:
         state = {
@@ -1346,10 +1419,13 @@ class _AzureWriter:
                 {"etag": self._base.etag, "blocks": self._base.blocks, "size": self._base.size} if self._base else None
             ),
         }
+        replaced = self._driver._take_marker(self._marker)
+        if replaced is not None and replaced.get("session") != self._session:
+            self._driver._drop_staging(self._full, str(replaced["session"]))
         self._marker.upload_blob(json.dumps(state).encode(), overwrite=True)
 
     def commit(self, conditions: Conditions) -> None:
-        """Publish: one Put Blob when everything is still buffered, else one Put Block List."""
+        """Publish: one Put Blob when everything is still buffered, else one Put Block List on the target."""
         driver = self._driver
         if not self._sizes and self._base is None:
             data = self._buffer.take_rest()
@@ -1358,33 +1434,50 @@ class _AzureWriter:
             except Exception:
                 self._keep(data)
                 raise
-            self._done()
             return
-        self._flush()
-        effective = self._effective(conditions)
-        blocks: list[BlobBlock] = []
-        if self._base is not None and self._base.blocks:
-            committed = self._committed_base()
-            blocks.extend(BlobBlock(block.id, BlockState.COMMITTED) for block in committed)
-        blocks.extend(BlobBlock(_block_id(self._session, i), BlockState.UNCOMMITTED) for i in range(len(self._sizes)))
         try:
-            driver._commit(
-                self._blob,
-                blocks,
-                effective,
-                session=self._session,
-                staged=len(self._sizes),
-                overwritten_is_success=False,
-            )
-        except StorageError:
-            # Our blocks were discarded by a concurrent write: nothing left to resume.
-            if self._owns_marker:
-                driver._drop_marker(self._marker)
+            self._flush()
+        except Exception:
+            if self._truncate():
+                with contextlib.suppress(Exception):  # best effort, as in _keep: the block's failure is what counts
+                    self._park()
             raise
+        effective = self._effective(conditions)
+        base: list[BlobBlock] = []
+        if self._base is not None and self._base.blocks:
+            base = [BlobBlock(block.id, BlockState.COMMITTED) for block in self._committed_base()]
+        try:
+            staged = self._readable_staging()
+            for attempt in itertools.count(1):
+                # Fresh blocks on the target, copied from the staging blob, committed at once.
+                session = _new_session()
+                sizes = driver._copy_into_blocks(self._blob, session, staged, 0, driver.chunk_size) if staged else []
+                assert sizes is not None  # streaming is allowed, so there is always a result
+                blocks = base + [BlobBlock(_block_id(session, i), BlockState.UNCOMMITTED) for i in range(len(sizes))]
+                try:
+                    driver._commit(
+                        self._blob, blocks, effective, session=session, staged=len(sizes), overwritten_is_success=False
+                    )
+                    break
+                except StorageError:
+                    # A concurrent commit to the path discarded the copies in the short window before
+                    # ours: the staging blob still holds everything, so copy again.
+                    if attempt == _COMMIT_ATTEMPTS:
+                        raise
         except Exception:
             self._keep(b"")  # a false condition or a failed request keeps the progress for a resume
             raise
-        self._done()
+        driver._drop_staging(self._full, self._session)
+
+    def _readable_staging(self) -> list[_SourceBlob]:
+        """Commit the session's blocks on its staging blob, so they can be copied; ``[]`` when there are none."""
+        if not self._sizes:
+            return []
+        self._staging.commit_block_list(
+            [BlobBlock(_block_id(self._session, i), BlockState.LATEST) for i in range(len(self._sizes))]
+        )
+        props = self._staging.get_blob_properties()
+        return [_SourceBlob(self._full, self._staging, str(props.etag), int(props.size))]
 
     def _effective(self, conditions: Conditions) -> Conditions:
         """The user's conditions combined with If-Match on the base an append started from."""
@@ -1432,21 +1525,12 @@ class _AzureWriter:
                 type(exc).__name__,
             )
 
-    def _done(self) -> None:
-        if self._owns_marker:
-            self._driver._drop_marker(self._marker)
-
     def cancel(self) -> None:
-        """Forget the upload: drop our marker. Azure has no call to delete uncommitted blocks.
-
-        They are discarded by the next commit to the path, or by the service a week
-        after the last block was staged; nothing of them is ever visible.
-        """
+        """Forget the upload: delete the session's staging blob. The path keeps what it had."""
         for future in self._inflight:
             future.exception()
         self._inflight.clear()
-        if self._owns_marker:
-            self._driver._drop_marker(self._marker)
+        self._driver._drop_staging(self._full, self._session)
 
 
 def _resolve_auth(

@@ -14,8 +14,11 @@ How each operation maps onto the JSON API:
 * ``writer``: a resumable session, started lazily when the first full chunk is
   ready. ``close()`` sends the 256 KiB-aligned part of what is buffered and
   parks the session URI, its persisted offset and the rest (< 256 KiB) in a
-  hidden *sidecar* object; a writer in any process resumes from it after asking
-  the session for its persisted offset (``Content-Range: bytes */*``).
+  hidden *sidecar* object (one parked session per path); a writer in any process
+  takes the sidecar over (a generation-matched delete: one writer per parked
+  session) and resumes after asking the session for its persisted offset
+  (``Content-Range: bytes */*``). Live writers' sessions are in no sidecar, so no
+  other writer drops them.
   Appending to committed content composes the committed generation with the new
   data. See ``docs/drivers/gcs.md`` for the trade-offs.
 * ``cat``: ``compose`` (32 sources per call, a tree of hidden temporaries beyond).
@@ -800,6 +803,7 @@ class GCSDriver(StorageDriver):
                 return
             if session is None:
                 session = state["session"] = self._start_session(key, params, direct=True)
+            self._race_point("part.upload", "/" + key, number)
             state["crc"] = _crc_extend(state["crc"], view)
             last = len(view) < chunk
             total = session.offset + len(view) if last else None
@@ -1123,21 +1127,36 @@ class GCSDriver(StorageDriver):
     def _sidecar_key(self, key: str) -> str:
         return f"{self._hidden}/uploads/{hashlib.sha256(key.encode()).hexdigest()}"
 
-    def _read_sidecar(self, key: str) -> _UploadState | None:
-        try:
-            response = self._send(
-                "GET",
-                f"{self._download_api}/{quote(self._sidecar_key(key), safe='')}",
-                what="read upload state",
-                params={"alt": "media"},
-                headers={"Accept-Encoding": "identity"},
-            )
-        except _HTTPError as exc:
-            if exc.status == 404:
+    def _take_sidecar(self, key: str) -> _UploadState | None:
+        """Read the parked upload's sidecar and delete exactly that generation: the upload is the caller's.
+
+        Of two writers taking one sidecar, one delete succeeds; the other reads again
+        and finds none (or a newer one). So a parked upload goes to one writer, and
+        a live writer's upload is never in a sidecar another writer can drop.
+        """
+        sidecar = self._sidecar_key(key)
+        for _ in range(5):
+            item = self._metadata(sidecar)
+            if item is None:
                 return None
-            raise
-        state = _UploadState.decode(response.data)
-        return state if state.target == key else None
+            generation = str(item["generation"])
+            try:
+                response = self._send(
+                    "GET",
+                    f"{self._download_api}/{quote(sidecar, safe='')}",
+                    what="read upload state",
+                    params={"alt": "media", "generation": generation},
+                    headers={"Accept-Encoding": "identity"},
+                )
+            except _HTTPError as exc:
+                if exc.status == 404:
+                    continue  # replaced or taken meanwhile
+                raise
+            if not self._delete_key(sidecar, generation=generation):
+                continue
+            state = _UploadState.decode(response.data)
+            return state if state.target == key else None
+        raise StorageError(f"the upload state of /{key} keeps changing; try again")
 
     def _write_sidecar(self, state: _UploadState) -> None:
         self._upload_small(self._sidecar_key(state.target), state.encode(), {}, what="save upload state")
@@ -1156,16 +1175,15 @@ class GCSDriver(StorageDriver):
         key = paths.to_key(full)
         if not append:
             try:
-                state = self._read_sidecar(key)
+                state = self._take_sidecar(key)
             except _UnreadableSidecar:
-                self._delete_key(self._sidecar_key(key))  # a new upload replaces it anyway
-                state = None
+                state = None  # taken (deleted) before it was decoded; a new upload replaces it anyway
             if state is not None:
-                self._drop_upload(state, sidecar=True)
+                self._drop_upload(state, sidecar=False)
             return _GCSWriter(self, _UploadState(key), has_sidecar=False)
-        state = self._read_sidecar(key)
+        state = self._take_sidecar(key)
         if state is not None:
-            return _GCSWriter(self, self._reconcile(state), has_sidecar=True)
+            return _GCSWriter(self, self._reconcile(state), has_sidecar=False)
         item = self._metadata(key)
         if item is None:
             raise PathNotFoundError(f"no file at {full} to append to")
@@ -1187,6 +1205,7 @@ class GCSDriver(StorageDriver):
         try:
             finished = self._session_status(session)
         except _SessionGone:
+            self._drop_upload(state, sidecar=False)
             raise StorageError(
                 f"the upload in progress for /{state.target} cannot be resumed: its session expired or was "
                 "cancelled; start a new writer"
@@ -1222,6 +1241,7 @@ class _GCSWriter:
         self._driver = driver
         self._state = state
         self._has_sidecar = has_sidecar
+        self._chunk = driver.chunk_size
         self._buffer = PartBuffer(driver.chunk_size)
         self._backlog = b""
         session_bytes = state.session.offset if state.session else 0
@@ -1245,6 +1265,8 @@ class _GCSWriter:
                 session = self._ensure_session()
                 start = session.offset
                 try:
+                    # Part numbers count chunks of the session (a resumed one goes on from its offset).
+                    self._driver._race_point("part.upload", "/" + self._state.target, start // self._chunk + 1)
                     self._driver._transmit(session, memoryview(part), total=None, crc=None)
                 finally:
                     sent = session.offset - start
@@ -1283,6 +1305,12 @@ class _GCSWriter:
             except Exception:
                 pass  # the sidecar keeps the bytes; a resume reconciles with the session's offset
         self._state.tail = rest
+        if not self._has_sidecar:
+            # One parked upload per path: the one parked before this (another writer's) is dropped, not orphaned.
+            with contextlib.suppress(_UnreadableSidecar):
+                replaced = self._driver._take_sidecar(self._state.target)
+                if replaced is not None:
+                    self._driver._drop_upload(replaced, sidecar=False)
         self._driver._write_sidecar(self._state)
         self._has_sidecar = True
 

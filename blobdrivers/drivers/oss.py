@@ -257,7 +257,11 @@ class OSSDriver(StorageDriver):
         self._read_client: ProcessLocal[oss2.Bucket] = ProcessLocal(lambda: self._make_client(enable_crc=False))
         self._backend = _OSSBackend(self)
         self.engine = MultipartEngine(
-            self._backend, chunk_size=chunk_size, concurrency=self.concurrency, copy_chunk_size=COPY_CHUNK
+            self._backend,
+            chunk_size=chunk_size,
+            concurrency=self.concurrency,
+            copy_chunk_size=COPY_CHUNK,
+            before_part=lambda key, number: self._race_point("part.upload", "/" + key, number),
         )
 
     # ------------------------------------------------------------------ client

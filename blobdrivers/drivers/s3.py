@@ -223,7 +223,11 @@ class S3Driver(StorageDriver):
         self._client: ProcessLocal[Any] = ProcessLocal(self._make_client)
         self._backend = _S3Backend(self)
         self.engine = MultipartEngine(
-            self._backend, chunk_size=chunk_size, concurrency=self.concurrency, copy_chunk_size=self.copy_chunk_size
+            self._backend,
+            chunk_size=chunk_size,
+            concurrency=self.concurrency,
+            copy_chunk_size=self.copy_chunk_size,
+            before_part=lambda key, number: self._race_point("part.upload", "/" + key, number),
         )
 
     # ------------------------------------------------------------------ client
