@@ -974,7 +974,14 @@ class ResumableWriter:
         }
         record = self._engine.record_key(self._key, self._upload_id)
         body = json.dumps(state).encode() + b"\n" + tail
-        self._backend.put_object(record, memoryview(body), NO_CONDITIONS)
+        try:
+            self._backend.put_object(record, memoryview(body), NO_CONDITIONS)
+        except BaseException:
+            # Without its record nobody could ever resume or drop the upload: end it (the caller sees the error).
+            self._record = record
+            self._end_session()
+            self._upload_id = None
+            raise
         previous, self._record = self._record, record
         if previous is not None:
             stale = ParkedSession(self._upload_id, previous, 0)
