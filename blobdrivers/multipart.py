@@ -893,11 +893,20 @@ class ResumableWriter:
                 self._submit(full)
 
     def close(self) -> None:
-        """Park the session: wait for parts in flight, then write its record (see the class docstring)."""
+        """Park the session: wait for parts in flight, then write its record (see the class docstring).
+
+        After a failed part it parks the parts before it and raises, so the caller
+        knows that less than everything written was kept.
+        """
         try:
             self._park()
         finally:
             self._shutdown()
+        if self._failure is not None:
+            raise StorageError(
+                f"a part upload of /{self._key} failed ({type(self._failure).__name__}); close() kept only the "
+                f"{len(self._parts) * self._part_size} bytes before it"
+            ) from self._failure
 
     def commit(self, conditions: Conditions) -> None:
         """Publish: the buffered rest becomes the last part; on failure the session is parked."""
@@ -975,7 +984,14 @@ class ResumableWriter:
         }
         record = self._engine.record_key(self._key, self._upload_id)
         body = json.dumps(state).encode() + b"\n" + tail
-        self._backend.put_object(record, memoryview(body), NO_CONDITIONS)
+        try:
+            self._backend.put_object(record, memoryview(body), NO_CONDITIONS)
+        except BaseException:
+            # Without its record nobody could ever resume or drop the upload: end it (the caller sees the error).
+            self._record = record
+            self._end_session()
+            self._upload_id = None
+            raise
         previous, self._record = self._record, record
         if previous is not None:
             stale = ParkedSession(self._upload_id, previous, 0)

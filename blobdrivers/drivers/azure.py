@@ -1391,13 +1391,16 @@ class _AzureWriter:
         """Stage what is buffered and park the session in the marker, for a resume.
 
         After a block failed, only the blocks before the first failed one are
-        parked: nothing past it became durable.
+        parked (nothing past it became durable), and the failure is raised so the
+        caller knows that less than everything written was kept.
         """
         try:
             self._flush()
         except Exception:
             if not self._truncate():
                 raise
+            self._park()
+            raise
         self._park()
 
     def _truncate(self) -> bool:

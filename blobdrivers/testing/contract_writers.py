@@ -100,7 +100,8 @@ class WriterIsolationContract(SuiteBase):
         first = store.writer("/r")
         with contextlib.suppress(StorageError):
             first.write(written)  # may see part 1's failure already
-        first.close()
+        with contextlib.suppress(StorageError):
+            first.close()  # parks what is durable, and may say that it is less than was written
         store.race_hooks.clear()
         if not seen:
             reopen(store).writer("/r").cancel()
