@@ -432,17 +432,23 @@ class MultipartEngine:
         if found:
             backend.delete_objects([key])
         batch: list[str] = []
+        parked: set[str] = set()  # upload tokens of the session records deleted here
         for listed in backend.list_keys(prefix):
             found = found or paths.from_key(listed) is not None
+            parked.update(_session_token(listed))
             batch.append(listed)
             if len(batch) == _DELETE_BATCH:
                 backend.delete_objects(batch)
                 batch = []
         if batch:
             backend.delete_objects(batch)
-        # Writers parked below the folder (a child store's) are its data too: they go with it.
-        for upload_key, upload_id in backend.uploads_below(prefix):
-            self._abort_quietly(upload_key, upload_id)
+        # A child store rooted below the folder keeps its parked sessions' records there:
+        # their uploads go with them. Sessions of this store's own paths (recorded in its
+        # own bookkeeping) and live uploads are no files of the folder and stay.
+        if parked:
+            for upload_key, upload_id in backend.uploads_below(prefix):
+                if _upload_token(upload_id) in parked:
+                    self._abort_quietly(upload_key, upload_id)
         return found
 
     def cat(self, key: str, sources: Sequence[str]) -> None:
@@ -723,8 +729,7 @@ class MultipartEngine:
 
     def upload_folder(self, key: str, upload_id: str) -> str:
         """Hidden folder of one upload's bookkeeping (its records and claims), named after the upload id."""
-        token = base64.urlsafe_b64encode(upload_id.encode()).decode("ascii").rstrip("=")
-        return f"{self._sessions_folder(key)}{token}/"
+        return f"{self._sessions_folder(key)}{_upload_token(upload_id)}/"
 
     def record_key(self, key: str, upload_id: str) -> str:
         """A new record key for a session of ``upload_id``, sorting after the earlier ones (parking time)."""
@@ -757,6 +762,24 @@ def _upload_of(token: str) -> str | None:
 
 def _no_hook(key: str, number: int) -> None:
     """The default ``before_part``: nothing to do."""
+
+
+def _upload_token(upload_id: str) -> str:
+    """An upload id as one key component (upload ids may hold any character)."""
+    return base64.urlsafe_b64encode(upload_id.encode()).decode("ascii").rstrip("=")
+
+
+def _session_token(key: str) -> list[str]:
+    """The upload token of a session record or claim key (`.../~blobdrivers/uploads/<sha>/<token>/<name>`), or none."""
+    parts = key.split("/")
+    if (
+        len(parts) >= 5
+        and parts[-4] == "uploads"
+        and parts[-5].startswith("~")
+        and parts[-1].startswith((_RECORD, _CLAIM))
+    ):
+        return [parts[-2]]
+    return []
 
 
 def _bind_copy(

@@ -132,10 +132,6 @@ def machine_for(make_driver: Callable[[], StorageDriver]) -> type[RuleBasedState
             self.driver.delete(path)
             for p in doomed:
                 del self.files[p]
-            if path not in doomed:
-                # A directory takes the writers parked below it with it (docs/contract.md).
-                for p in [p for p in self.uploads if p.startswith(path + "/")]:
-                    del self.uploads[p]
 
         # ------------------------------------------------------------ reads
 

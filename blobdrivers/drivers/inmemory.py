@@ -40,7 +40,9 @@ class _Store:
     lock: threading.Lock = field(default_factory=threading.Lock)
     blobs: dict[str, _Blob] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # sorted, for listings
-    uploads: dict[str, bytes] = field(default_factory=dict)  # parked writer progress by path
+    # Parked writer progress by (store root, path): like a real backend's bookkeeping, a
+    # child store's sessions live under its own root and go when a parent deletes that folder.
+    uploads: dict[tuple[str, str], bytes] = field(default_factory=dict)
     versions: Iterator[int] = field(default_factory=itertools.count)
 
     def publish(self, full: str, data: bytes, conditions: Conditions) -> None:
@@ -154,8 +156,9 @@ class InMemoryDriver(StorageDriver):
             for key in doomed:
                 store.remove(key)
             if directory:
-                # A directory takes the writers parked below it (a child store's) with it.
-                for parked in [key for key in store.uploads if key.startswith(full + "/")]:
+                # The bookkeeping of a store rooted at or below the folder goes with it; the
+                # sessions parked for this store's own paths are no files and stay.
+                for parked in [key for key in store.uploads if key[0] == full or key[0].startswith(full + "/")]:
                     del store.uploads[parked]
 
     def _cat(self, full: str, sources: list[str]) -> None:
@@ -165,21 +168,23 @@ class InMemoryDriver(StorageDriver):
 
     def _writer(self, full: str, append: bool) -> WriterBackend:
         store = self._store
+        session = (self._root, full)
         with store.lock:
             if not append:
-                store.uploads.pop(full, None)
+                store.uploads.pop(session, None)
                 staged = b""
-            elif full in store.uploads:
-                staged = store.uploads.pop(full)
+            elif session in store.uploads:
+                staged = store.uploads.pop(session)
             else:
                 staged = store.blob(full).data
-        return _MemoryWriter(store, full, staged)
+        return _MemoryWriter(store, session, staged)
 
 
 class _MemoryWriter:
-    def __init__(self, store: _Store, full: str, staged: bytes) -> None:
+    def __init__(self, store: _Store, session: tuple[str, str], staged: bytes) -> None:
         self._store = store
-        self._full = full
+        self._session = session
+        self._full = session[1]
         self._buffer = bytearray(staged)
         self.size = len(staged)
 
@@ -188,7 +193,7 @@ class _MemoryWriter:
 
     def close(self) -> None:
         with self._store.lock:
-            self._store.uploads[self._full] = bytes(self._buffer)
+            self._store.uploads[self._session] = bytes(self._buffer)
 
     def commit(self, conditions: Conditions) -> None:
         try:

@@ -10,7 +10,7 @@ import pytest
 from .. import paths
 from ..driver import StorageDriver
 from ..errors import InvalidPathError, PathNotFoundError
-from .helpers import SuiteBase, payload
+from .helpers import SuiteBase, payload, reopen
 
 #: Writes a raw key (relative to the driver's root, no leading slash) bypassing the
 #: driver; returns False for a key the backend cannot hold (e.g. ``a//b`` on a disk).
@@ -195,6 +195,22 @@ class NamespaceContract(SuiteBase):
         with pytest.raises(PathNotFoundError):
             child.writer("/w", append=True)  # nothing parked, nothing committed
         assert_namespace(store, set(), {"/tenant"})
+
+    def test_a_directory_delete_keeps_the_sessions_parked_for_its_own_paths(self, store: StorageDriver) -> None:
+        """A parked session is bookkeeping, not a file: deleting its path's folder leaves it to be resumed."""
+        staged = payload(self.multi_chunk(store), seed=7)
+        store.put("/d/f", b"committed")
+        writer = store.writer("/d/g")
+        writer.write(staged)
+        writer.close()
+        store.delete("/d")
+        assert_namespace(store, set(), {"/d"})
+        resumed = reopen(store).writer("/d/g", append=True)
+        assert resumed.size == len(staged)
+        resumed.write(b"!")
+        resumed.commit()
+        assert store.get("/d/g") == staged + b"!"
+        store.delete("/d")
 
     # ------------------------------------------------------------------ key length
 
