@@ -25,7 +25,7 @@ from .helpers import StatLoop, SuiteBase, payload, race, reopen
 #: Seconds a race hook waits for the second client's call to finish inside the window. A correct
 #: driver passes whatever the value; it only bounds how long a driver that lets the call in gets to
 #: show it (a driver that excludes the call makes every such test wait this long once).
-WINDOW = 1.0
+WINDOW = 0.25
 #: Upper bound on any background call of these tests.
 JOIN_TIMEOUT = 120.0
 
