@@ -713,31 +713,8 @@ class _OSSBackend:
                 raise
         self._forget(upload_id)
 
-    def list_uploads(self, key: str) -> list[UploadInfo]:
-        found: list[tuple[int, int, str]] = []
-        key_marker = upload_id_marker = ""
-        while True:
-            page = self._call(
-                functools.partial(
-                    self._client.list_multipart_uploads,
-                    prefix=key,
-                    key_marker=key_marker,
-                    upload_id_marker=upload_id_marker,
-                    max_uploads=1000,
-                ),
-                f"list uploads /{key}",
-            )
-            for upload in page.upload_list:
-                if upload.key == key:
-                    # Initiation times are whole seconds: listing order breaks ties (oldest first).
-                    found.append((int(upload.initiation_date or 0), len(found), str(upload.upload_id)))
-            if not page.is_truncated:
-                break
-            key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
-        return [UploadInfo(upload_id, float(initiated)) for initiated, _, upload_id in sorted(found)]
-
-    def uploads_below(self, prefix: str) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
+    def _uploads(self, prefix: str) -> Iterator[Any]:
+        """Every upload in progress for a key starting with ``prefix``, page by page."""
         key_marker = upload_id_marker = ""
         while True:
             page = self._call(
@@ -750,10 +727,22 @@ class _OSSBackend:
                 ),
                 f"list uploads /{prefix}",
             )
-            found += [(str(upload.key), str(upload.upload_id)) for upload in page.upload_list]
+            yield from page.upload_list
             if not page.is_truncated:
-                return found
+                return
             key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
+
+    def list_uploads(self, key: str) -> list[UploadInfo]:
+        # Initiation times are whole seconds: listing order breaks ties (oldest first).
+        found = [
+            (int(upload.initiation_date or 0), index, str(upload.upload_id))
+            for index, upload in enumerate(self._uploads(key))
+            if upload.key == key
+        ]
+        return [UploadInfo(upload_id, float(initiated)) for initiated, _, upload_id in sorted(found)]
+
+    def uploads_below(self, prefix: str) -> list[tuple[str, str]]:
+        return [(str(upload.key), str(upload.upload_id)) for upload in self._uploads(prefix)]
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         parts: list[PartInfo] = []
