@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import logging
 import os
 import pickle
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -35,6 +33,8 @@ from blobdrivers.drivers.azure import AzureDriver
 from blobdrivers.errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.helpers import payload as _payload
+from blobdrivers.testing.helpers import race as _race
 from tests.servers.local import AzuriteServer
 
 CHUNK = 64 * 1024
@@ -42,15 +42,6 @@ SMALL_CHUNK = 16 * 1024
 
 # urllib without proxies: we only ever talk to 127.0.0.1.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _payload(size: int, seed: int = 0) -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:size])
 
 
 @pytest.fixture
@@ -530,20 +521,6 @@ def test_a_block_that_cannot_be_staged_fails_the_writer(drv: AzureDriver, monkey
 
 
 # ---------------------------------------------------------------------- concurrency
-
-
-def _race(count: int, fn: Any) -> list[Any]:
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> Any:
-        barrier.wait()
-        try:
-            return fn(index)
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def test_sixteen_concurrent_multi_block_puts_never_mix(small: AzureDriver, container: Any) -> None:

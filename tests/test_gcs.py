@@ -44,20 +44,12 @@ from blobdrivers.errors import (
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
+from blobdrivers.testing.helpers import payload as _payload
 from tests.servers.faultproxy import FaultProxy
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _payload(size: int, seed: int = 0) -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:size])
 
 
 @pytest.fixture

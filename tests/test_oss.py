@@ -37,6 +37,7 @@ from blobdrivers.errors import (
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.helpers import payload as _payload
 from tests.servers.oss import OssRequestHandler, OssServer
 
 CHUNK = 100 * KiB  # OSS's minimum part size, so multipart paths run on small data
@@ -55,11 +56,6 @@ def _params(server: OssServer, bucket: str, **extra: Any) -> dict[str, Any]:
         "maxconcurrency": 4,
         **extra,
     }
-
-
-def _payload(size: int, seed: int = 0) -> bytes:
-    block = hashlib.sha256(str(seed).encode()).digest() * 512  # 16 KiB
-    return (block * (size // len(block) + 1))[:size]
 
 
 def _fetch(url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None) -> Any:

@@ -11,7 +11,6 @@ driver sends instead.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle
 import threading
@@ -33,6 +32,7 @@ from blobdrivers.multipart import PlannedPart, plan_cat
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.helpers import payload as _payload
 from tests.servers.local import MotoServer
 
 CHUNK = 5 * MiB
@@ -49,11 +49,6 @@ def _params(server: MotoServer, bucket: str, **extra: Any) -> dict[str, Any]:
         "chunksize": CHUNK,
         **extra,
     }
-
-
-def _payload(size: int, seed: int = 0) -> bytes:
-    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB, incompressible enough
-    return (block * (size // len(block) + 1))[:size]
 
 
 def _uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
