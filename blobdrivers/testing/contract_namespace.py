@@ -167,12 +167,7 @@ class NamespaceContract(SuiteBase):
 
     def test_deleting_the_parents_path_leaves_the_child_working(self, store: StorageDriver) -> None:
         """Deleting ``/tenant`` deletes the child's data, parked writers included; the child keeps working."""
-        child = store.below("/tenant")
-        child.put("/a", b"1")
-        writer = child.writer("/w")
-        writer.write(b"parked")
-        writer.close()
-        store.delete("/tenant")
+        child = _child_with_a_parked_writer_deleted_by_its_parent(store)
         assert_namespace(store, set(), {"/tenant"})
         assert child.list("/") == []
         child.put("/b", b"2")
@@ -186,12 +181,7 @@ class NamespaceContract(SuiteBase):
 
     def test_deleting_the_parents_path_drops_the_childs_parked_writers(self, store: StorageDriver) -> None:
         """A child's parked writer is the child's data: it goes with the parent's directory."""
-        child = store.below("/tenant")
-        child.put("/a", b"1")
-        writer = child.writer("/w")
-        writer.write(b"parked")
-        writer.close()
-        store.delete("/tenant")
+        child = _child_with_a_parked_writer_deleted_by_its_parent(store)
         with pytest.raises(PathNotFoundError):
             child.writer("/w", append=True)  # nothing parked, nothing committed
         assert_namespace(store, set(), {"/tenant"})
@@ -264,3 +254,14 @@ class NamespaceContract(SuiteBase):
         resumed.commit()
         assert store.get(at_limit) == payload(self.multi_chunk(store)) + b"!"
         store.delete(at_limit)
+
+
+def _child_with_a_parked_writer_deleted_by_its_parent(store: StorageDriver) -> StorageDriver:
+    """A child store at ``/tenant`` with a file and a parked writer ``/w``, after ``store.delete("/tenant")``."""
+    child = store.below("/tenant")
+    child.put("/a", b"1")
+    writer = child.writer("/w")
+    writer.write(b"parked")
+    writer.close()
+    store.delete("/tenant")
+    return child
