@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from . import paths
+from .conditions import Conditions
 from .errors import (
     ConfigError,
     InvalidOffsetError,
@@ -34,7 +35,7 @@ from .listing import FileInfo
 from .reader import RangeReader, Reader
 from .redaction import mask_credentials, scrub_exception, secret_forms
 from .transfer import Data, Source
-from .writer import Conditions, Writer, WriterBackend
+from .writer import Writer, WriterBackend
 
 T = TypeVar("T")
 
@@ -100,6 +101,10 @@ class StorageDriver(abc.ABC):
     #: Room kept below the root for the driver's own bookkeeping keys (parked writer
     #: tails, staging names): the longest such key, less the root prefix, in bytes.
     bookkeeping_key_bytes: ClassVar[int] = 0
+    #: The one folder below the root where a driver keeps its bookkeeping (parked
+    #: writers, staging, markers). Paths never name it (``~`` starts no valid
+    #: component), so it never shows in a listing and user data never collides with it.
+    bookkeeping_dir: ClassVar[str] = "~blobdrivers"
 
     def __init__(self, params: Mapping[str, Any], *, rootdirectory: str = "", chunk_size: int = 1024 * 1024) -> None:
         self._params = dict(params)

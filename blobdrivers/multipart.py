@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from . import paths
+from .conditions import Conditions
 from .errors import PathNotFoundError, PreconditionFailedError, StorageError
 from .transfer import Source, growing_part_sizes, part_size_for, run_bounded, upload_parts
-from .writer import Conditions
 
 log = logging.getLogger("blobdrivers.multipart")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -26,6 +27,9 @@ KiB = 1024
 MiB = 1024**2
 GiB = 1024**3
 TiB = 1024**4
+
+DEFAULT_ATTEMPTS = 5
+MAX_ATTEMPTS = 20
 
 
 class Params:
@@ -119,6 +123,30 @@ class Params:
             raise self._fail(key, value, f"must be a multiple of {multiple_of} bytes")
         return number
 
+    def attempts(self, default: int = DEFAULT_ATTEMPTS, *, name: str = "retries") -> int:
+        """``retries``: how many attempts one request gets, the first included (1 turns retrying off).
+
+        Every network driver reads this one way, so the same setting gives the same
+        number of requests against a failing server on every backend.
+        """
+        value = self.integer(name, default, minimum=1, maximum=MAX_ATTEMPTS)
+        assert value is not None
+        return value
+
+    def endpoint(self, name: str, *, default_scheme: str, example: str, aliases: tuple[str, ...] = ()) -> str | None:
+        """An http(s) endpoint without path, query or fragment; a bare ``host[:port]`` gets ``default_scheme``.
+
+        Returns ``None`` when the parameter is absent; the trailing slash is dropped.
+        """
+        key, value = self._lookup(name, aliases)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._fail(key, value, f"an http(s) URL such as {example}")
+        return endpoint_url(
+            value.strip(), default_scheme=default_scheme, parameter=key, example=example, driver=self._driver
+        )
+
     def choice(self, name: str, default: T, choices: Mapping[str, T], *, aliases: tuple[str, ...] = ()) -> T:
         """One of a fixed set of string values (case-insensitive)."""
         key, value = self._lookup(name, aliases)
@@ -164,3 +192,26 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value.strip())
     return None
+
+
+def endpoint_url(value: str, *, default_scheme: str, parameter: str, example: str, driver: str) -> str:
+    """``value`` as an http(s) URL with a host and no path; see :meth:`Params.endpoint`."""
+    candidate = value if "://" in value else f"{default_scheme}://{value}"
+    try:
+        parts = urlsplit(candidate)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        parts = urlsplit("invalid://")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in candidate)
+    ):
+        raise ConfigError(
+            f"invalid value {value!r} for parameter {parameter!r}: an http(s) URL with no path, such as {example}",
+            driver=driver,
+        )
+    return candidate.rstrip("/")

@@ -44,10 +44,10 @@ from blobdrivers.blobs import (
     validate_media_type,
     validate_repository_name,
 )
+from blobdrivers.conditions import Conditions
 from blobdrivers.driver import CallEvent, StorageDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import DriverNotFoundError, PathNotFoundError, UnsupportedMethodError
-from blobdrivers.writer import Conditions
 from tests.servers.local import in_ci, require
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,12 +18,12 @@ import pytest
 
 import blobdrivers
 from blobdrivers import paths
+from blobdrivers.conditions import Conditions
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import ConfigError, PathNotFoundError, StorageError
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
-from blobdrivers.writer import Conditions
 
 
 def _write_raw_file(root: str) -> WriteRaw:

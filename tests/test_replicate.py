@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 import blobdrivers
+from blobdrivers.conditions import Conditions
 from blobdrivers.driver import StorageDriver
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
@@ -43,7 +44,6 @@ from blobdrivers.replicate import (
     run_sync,
 )
 from blobdrivers.transfer import Source
-from blobdrivers.writer import Conditions
 from tests.servers.local import require
 
 KiB = 1024

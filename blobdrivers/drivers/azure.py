@@ -97,6 +97,7 @@ from azure.storage.blob._generated.models import ModifiedAccessConditions, Sourc
 
 from .. import paths
 from ..clients import ProcessLocal
+from ..conditions import Conditions
 from ..driver import StorageDriver
 from ..errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError, UnsupportedMethodError
 from ..listing import FileInfo, visible_children, walk_flat
@@ -105,7 +106,7 @@ from ..reader import RangeReader
 from ..redaction import secret_forms
 from ..retry import RetryPolicy
 from ..transfer import PartBuffer, Source, growing_part_sizes, part_size_for, run_bounded, upload_parts
-from ..writer import Conditions, WriterBackend
+from ..writer import WriterBackend
 
 log = logging.getLogger("blobdrivers.azure")
 

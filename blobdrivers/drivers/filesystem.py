@@ -43,13 +43,14 @@ from typing import Any
 
 from .. import paths
 from ..clients import ProcessLocal
+from ..conditions import Conditions
 from ..driver import StorageDriver
 from ..errors import InvalidPathError, PreconditionFailedError, StorageError
 from ..listing import FileInfo
 from ..params import MiB, Params
 from ..reader import RangeReader
 from ..transfer import Source
-from ..writer import Conditions, WriterBackend
+from ..writer import WriterBackend
 
 STAGING = "~staging"
 _LOCK_STRIPES = 64

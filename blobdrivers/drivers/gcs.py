@@ -68,6 +68,7 @@ from urllib3.response import BaseHTTPResponse
 
 from .. import paths
 from ..clients import ProcessLocal
+from ..conditions import Conditions
 from ..driver import StorageDriver
 from ..errors import (
     ConfigError,
@@ -81,7 +82,7 @@ from ..params import GiB, KiB, MiB, Params
 from ..reader import RangeReader
 from ..retry import RetryPolicy
 from ..transfer import PartBuffer, Source, run_bounded, upload_parts
-from ..writer import Conditions, WriterBackend
+from ..writer import WriterBackend
 
 log = logging.getLogger("blobdrivers.gcs")
 

@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from .. import paths
+from ..conditions import Conditions
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError, PreconditionFailedError
 from ..listing import FileInfo, walk_flat
 from ..params import MiB, Params
 from ..reader import RangeReader
 from ..transfer import Source
-from ..writer import Conditions, WriterBackend
+from ..writer import WriterBackend
 
 
 @dataclass(frozen=True)

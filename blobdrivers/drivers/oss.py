@@ -51,6 +51,7 @@ from oss2.models import PartInfo as OssPartInfo
 
 from .. import paths
 from ..clients import ProcessLocal
+from ..conditions import Conditions
 from ..driver import StorageDriver
 from ..errors import (
     ConfigError,
@@ -66,7 +67,7 @@ from ..reader import RangeReader, ReopeningReader
 from ..redaction import LogRedactor
 from ..retry import RetryPolicy
 from ..transfer import MAX_PARTS, Source, ViewFile
-from ..writer import Conditions, WriterBackend
+from ..writer import WriterBackend
 
 T = TypeVar("T")
 

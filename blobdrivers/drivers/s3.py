@@ -36,6 +36,7 @@ from urllib3.exceptions import HTTPError as URLLib3Error
 
 from .. import paths
 from ..clients import ProcessLocal
+from ..conditions import Conditions
 from ..driver import StorageDriver
 from ..errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
 from ..listing import FileInfo, first_valid, visible_children, walk_flat
@@ -45,7 +46,7 @@ from ..reader import RangeReader
 from ..redaction import LogRedactor
 from ..retry import RetryPolicy
 from ..transfer import MAX_PARTS, Source, ViewFile
-from ..writer import Conditions, WriterBackend
+from ..writer import WriterBackend
 
 log = logging.getLogger("blobdrivers.s3")
 
