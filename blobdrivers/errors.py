@@ -53,6 +53,14 @@ class PathNotFoundError(StorageError, FileNotFoundError):
     """Nothing exists at the path (or, for ``list``, below it)."""
 
 
+class BucketNotFoundError(StorageError):
+    """The bucket or container the driver was configured with does not exist.
+
+    Not a :class:`PathNotFoundError`: no path can be found until the store itself
+    exists, and a caller treating "absent" as "create it" must not take this for one.
+    """
+
+
 class InvalidPathError(StorageError, ValueError):
     """The path breaks the path rule (see :mod:`blobdrivers.paths`)."""
 
@@ -82,6 +90,7 @@ class WriterClosedError(StorageError, ValueError):
 
 
 __all__ = [
+    "BucketNotFoundError",
     "ConfigError",
     "DriverNotFoundError",
     "InvalidOffsetError",
