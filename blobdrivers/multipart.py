@@ -25,14 +25,13 @@ import binascii
 import contextlib
 import functools
 import hashlib
-import io
 import itertools
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from typing import Literal, Protocol
 from . import paths
 from .conditions import Conditions
 from .errors import PathNotFoundError, PreconditionFailedError, StorageError
-from .transfer import Source, growing_part_sizes, part_size_for, run_bounded, upload_parts
+from .transfer import Source, part_size_for, plan_put, run_bounded, upload_parts
 
 log = logging.getLogger("blobdrivers.multipart")
 
@@ -344,25 +343,11 @@ class MultipartEngine:
     def put(self, key: str, source: Source, conditions: Conditions) -> None:
         """Publish ``source`` at ``key``: one request up to the chunk size, else a parallel multipart upload."""
         backend = self.backend
-        size = source.size
-        if size is not None and size <= self.chunk_size:
-            backend.put_object(key, _read_exact(source, size), conditions)
+        plan = plan_put(source, self.chunk_size, max_parts=backend.max_parts, max_part_size=backend.max_part_size)
+        if plan.whole is not None:
+            backend.put_object(key, plan.whole, conditions)
             return
-        if size is None:
-            head = bytearray(self.chunk_size)
-            got = source.readinto(head)
-            if got < len(head):
-                backend.put_object(key, memoryview(head)[:got], conditions)
-                return
-            source = Source(_Prepended(head, source))
-            sizes: Iterable[int] = growing_part_sizes(
-                self.chunk_size, max_parts=backend.max_parts, max_part_size=backend.max_part_size
-            )
-        else:
-            part_size = part_size_for(
-                size, self.chunk_size, max_parts=backend.max_parts, max_part_size=backend.max_part_size
-            )
-            sizes = itertools.repeat(part_size, backend.max_parts)
+        source, sizes = plan.source, plan.part_sizes
         upload_id = self.create_upload(key)
         try:
             etags = upload_parts(
@@ -795,34 +780,6 @@ def _bind_copy(
         return backend.copy_part(key, upload_id, number, source_key, byte_range, source_etag=etag)
 
     return task
-
-
-def _read_exact(source: Source, size: int) -> memoryview:
-    if source.in_memory:
-        return source.read(size)
-    buffer = bytearray(size)
-    return memoryview(buffer)[: source.readinto(buffer)]
-
-
-class _Prepended(io.RawIOBase):
-    """A read-once stream: ``head`` then the rest of ``source`` (for data of unknown size)."""
-
-    def __init__(self, head: bytearray, source: Source) -> None:
-        super().__init__()
-        self._head: memoryview | None = memoryview(head)
-        self._source = source
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        target = memoryview(buffer).cast("B")
-        if self._head is not None:
-            count = min(len(target), len(self._head))
-            target[:count] = self._head[:count]
-            self._head = self._head[count:] or None
-            return count
-        return self._source.readinto(target)
 
 
 # --------------------------------------------------------------------------- resumable writer

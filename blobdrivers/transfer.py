@@ -7,11 +7,13 @@ bytes of payload: ``concurrency`` parts in flight plus the one being filled.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar, cast
 
 from .params import GiB, MiB
@@ -158,6 +160,71 @@ def growing_part_sizes(chunk_size: int, *, max_parts: int = MAX_PARTS, max_part_
     step = max(1, max_parts // 10)
     for index in range(max_parts):
         yield min(max_part_size, chunk_size << (index // step))
+
+
+@dataclass(frozen=True)
+class PutPlan:
+    """How one put goes out: in one request (``whole``) or as parts of ``part_sizes`` read from ``source``."""
+
+    #: All the data, when it fits one request; ``None`` for a multipart upload.
+    whole: memoryview | None
+    #: What the parts are read from (the data, or the bytes already read followed by the rest).
+    source: Source
+    #: Part sizes in order: ``chunk_size``, larger to fit ``max_parts``, growing when the length is unknown.
+    part_sizes: Iterable[int]
+
+
+def plan_put(source: Source, chunk_size: int, *, max_parts: int, max_part_size: int) -> PutPlan:
+    """Decide between one request and parts: the one rule every driver's ``put`` follows.
+
+    Data of known size up to ``chunk_size`` goes in one request. Data of unknown
+    size is read one chunk ahead: if it ends within that chunk it also goes in one
+    request, otherwise the chunk read ahead becomes the head of the parts. Raises
+    ``ValueError`` when a known size cannot fit ``max_parts`` parts.
+    """
+    size = source.size
+    if size is not None and size <= chunk_size:
+        return PutPlan(read_exact(source, size), source, ())
+    if size is None:
+        head = bytearray(chunk_size)
+        got = source.readinto(head)
+        if got < chunk_size:
+            return PutPlan(memoryview(head)[:got], source, ())
+        sizes: Iterable[int] = growing_part_sizes(chunk_size, max_parts=max_parts, max_part_size=max_part_size)
+        return PutPlan(None, Source(HeadThenRest(memoryview(head), source)), sizes)
+    part_size = part_size_for(size, chunk_size, max_parts=max_parts, max_part_size=max_part_size)
+    return PutPlan(None, source, itertools.repeat(part_size, max_parts))
+
+
+def read_exact(source: Source, size: int) -> memoryview:
+    """The next ``size`` bytes of ``source`` (fewer only at its end); sliced, not copied, when in memory."""
+    if source.in_memory:
+        return source.read(size)
+    buffer = bytearray(size)
+    return memoryview(buffer)[: source.readinto(buffer)]
+
+
+class HeadThenRest(io.RawIOBase):
+    """A read-once stream: ``head`` (bytes already read, to size a put), then the rest of ``source``."""
+
+    def __init__(self, head: memoryview, source: Source) -> None:
+        super().__init__()
+        self._head: memoryview | None = head
+        self._source = source
+
+    def readable(self) -> bool:
+        """Always true."""
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        """Bytes of the head while any are left, then of the source."""
+        target = memoryview(buffer).cast("B")
+        if self._head is not None:
+            count = min(len(target), len(self._head))
+            target[:count] = self._head[:count]
+            self._head = self._head[count:] or None
+            return count
+        return self._source.readinto(target)
 
 
 def run_bounded(tasks: Iterable[Callable[[], T]], concurrency: int) -> list[T]:
