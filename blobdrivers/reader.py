@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from .errors import StorageError
 from .retry import RetryPolicy
 
 DEFAULT_CHUNK = 1024 * 1024
@@ -168,3 +169,47 @@ class ReopeningReader:
     def close(self) -> None:
         """Release the current connection."""
         self._drop()
+
+
+class ChecksumReader:
+    """A RangeReader that checks a whole-object checksum once the object's last byte is delivered.
+
+    ``extend(state, data)`` folds ``data`` into a running checksum that starts at
+    ``initial`` (CRC-32C, CRC-64, ...). When ``size`` bytes have passed and the result
+    differs from ``expected``, the read raises :class:`StorageError` naming ``what``
+    and ``path``, so corrupted data never reaches the caller as if it were whole.
+    """
+
+    def __init__(
+        self,
+        inner: RangeReader,
+        *,
+        size: int,
+        expected: int,
+        extend: Callable[[int, memoryview], int],
+        initial: int = 0,
+        what: str,
+        path: str,
+    ) -> None:
+        self._inner = inner
+        self._size = size
+        self._expected = expected
+        self._extend = extend
+        self._state = initial
+        self._seen = 0
+        self._what = what
+        self._path = path
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill up to ``len(buffer)`` bytes; at the last byte, raise if the checksum differs."""
+        got = self._inner.readinto(buffer)
+        if got:
+            self._state = self._extend(self._state, buffer[:got])
+            self._seen += got
+            if self._seen == self._size and self._state != self._expected:
+                raise StorageError(f"{self._what} mismatch reading {self._path}: the data was corrupted in transit")
+        return got
+
+    def close(self) -> None:
+        """Release the inner reader."""
+        self._inner.close()
