@@ -33,7 +33,7 @@ from .errors import (
 )
 from .listing import FileInfo
 from .reader import RangeReader, Reader
-from .redaction import mask_credentials, scrub_exception, secret_forms
+from .redaction import MASK, mask_credentials, scrub_exception, secret_forms
 from .transfer import Data, Source
 from .writer import Writer, WriterBackend
 
@@ -476,7 +476,7 @@ class StorageDriver(abc.ABC):
             for secret in values:
                 if isinstance(secret, str) and len(secret) >= 4:
                     for form in secret_forms(secret):
-                        text = text.replace(form, "***")
+                        text = text.replace(form, MASK)
         return mask_credentials(text)
 
     def same_store(self, other: StorageDriver) -> bool:

@@ -114,7 +114,8 @@ CREDENTIAL_KEYS = frozenset(
     }
 )
 
-_MASK = "***"
+#: What every secret is replaced with, in messages, logs and reprs, on every driver.
+MASK = "***"
 #: How deep containers inside an exception are searched; SDK errors nest a few levels at most.
 _MAX_DEPTH = 5
 #: Bound on the exceptions visited in one chain (cycles are skipped anyway).
@@ -138,7 +139,7 @@ def secret_forms(value: str) -> list[str]:
 def mask_credentials(text: str) -> str:
     """``text`` with what :data:`CREDENTIAL_PATTERNS` match masked."""
     for pattern in CREDENTIAL_PATTERNS:
-        text = pattern.sub(rf"\1{_MASK}", text)
+        text = pattern.sub(rf"\1{MASK}", text)
     return text
 
 
@@ -207,7 +208,7 @@ def _scrubbed(value: Any, redact: Callable[[str], str], depth: int) -> Any:
         changes = {}
         for key, item in value.items():
             if isinstance(key, str) and key.lower() in CREDENTIAL_KEYS and isinstance(item, str | bytes):
-                new: Any = _MASK if isinstance(item, str) else _MASK.encode()
+                new: Any = MASK if isinstance(item, str) else MASK.encode()
             else:
                 new = _scrubbed(item, redact, depth + 1)
             if new is not item and new != item:
