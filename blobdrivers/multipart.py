@@ -55,6 +55,15 @@ _CLAIM = "claim-"
 
 
 @dataclass(frozen=True)
+class CopySource:
+    """What a part copies: all of ``key``, or ``byte_range`` (start, end exclusive), only while its etag is ``etag``."""
+
+    key: str
+    byte_range: tuple[int, int] | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """Size and etag of a committed object, as a backend's HEAD reports them."""
 
@@ -128,6 +137,8 @@ class MultipartBackend(Protocol):
     copy_part_max: int
     #: Key prefix of hidden bookkeeping objects; must contain a character outside the path rule.
     hidden_prefix: str
+    #: Most keys one ``delete_objects`` request takes; the engine never passes more.
+    delete_batch_size: int
 
     def put_object(self, key: str, data: memoryview, conditions: Conditions) -> None:
         """Publish ``data`` at ``key`` in one request, under ``conditions``."""
@@ -145,7 +156,7 @@ class MultipartBackend(Protocol):
         """Every key starting with ``prefix``."""
 
     def delete_objects(self, keys: Sequence[str]) -> None:
-        """Delete ``keys``; missing ones are not an error."""
+        """Delete ``keys`` (at most ``delete_batch_size``) in one request; missing ones are not an error."""
 
     def create_upload(self, key: str) -> NewUpload:
         """Initiate a multipart upload for ``key`` (retrying transient failures); say whether it retried."""
@@ -157,17 +168,8 @@ class MultipartBackend(Protocol):
         etag, plus whatever else the service wants at completion (e.g. a checksum).
         """
 
-    def copy_part(
-        self,
-        key: str,
-        upload_id: str,
-        number: int,
-        source_key: str,
-        byte_range: tuple[int, int] | None,
-        *,
-        source_etag: str | None,
-    ) -> str:
-        """Make part ``number`` a server-side copy of ``source_key`` (all of it, or ``byte_range``); return its tag."""
+    def copy_part(self, key: str, upload_id: str, number: int, source: CopySource) -> str:
+        """Make part ``number`` a server-side copy of ``source``; return its tag."""
 
     def complete(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], conditions: Conditions) -> None:
         """Publish the upload from ``(number, tag)`` pairs in ascending order, under ``conditions``."""
@@ -409,8 +411,8 @@ class MultipartEngine:
         Everything under the folder goes, hidden bookkeeping and other tools' keys
         included, but only a valid path counts as "something there".
 
-        Keys are deleted in batches of 1,000 while the listing goes on, so a folder of
-        any size costs bounded memory.
+        Keys are deleted in batches of the backend's ``delete_batch_size`` while the
+        listing goes on, so a folder of any size costs bounded memory.
         """
         backend = self.backend
         found = backend.head_object(key) is not None
@@ -422,7 +424,7 @@ class MultipartEngine:
             found = found or paths.from_key(listed) is not None
             parked.update(_session_token(listed))
             batch.append(listed)
-            if len(batch) == _DELETE_BATCH:
+            if len(batch) == backend.delete_batch_size:
                 backend.delete_objects(batch)
                 batch = []
         if batch:
@@ -488,7 +490,7 @@ class MultipartEngine:
         finally:
             if scratch:
                 with contextlib.suppress(Exception):
-                    backend.delete_objects(scratch)
+                    self.delete_keys(scratch)
 
     def _cat_part_task(
         self,
@@ -507,14 +509,8 @@ class MultipartEngine:
             piece = part.pieces[0]
             info = infos[piece.source]
             whole = piece.start == 0 and piece.end == info.size
-            return backend.copy_part(
-                key,
-                upload_id,
-                number,
-                sources[piece.source],
-                None if whole else (piece.start, piece.end),
-                source_etag=info.etag,
-            )
+            byte_range = None if whole else (piece.start, piece.end)
+            return backend.copy_part(key, upload_id, number, CopySource(sources[piece.source], byte_range, info.etag))
 
         def data() -> str:
             return backend.upload_part(key, upload_id, number, self._download(part.pieces, sources, infos))
@@ -530,14 +526,14 @@ class MultipartEngine:
                 piece = part.pieces[0]
                 info = infos[piece.source]
                 first = backend.copy_part(
-                    hidden, inner, 1, sources[piece.source], (piece.start, piece.end), source_etag=info.etag
+                    hidden, inner, 1, CopySource(sources[piece.source], (piece.start, piece.end), info.etag)
                 )
                 second = backend.upload_part(hidden, inner, 2, self._download(part.data_pieces, sources, infos))
                 backend.complete(hidden, inner, [(1, first), (2, second)], NO_CONDITIONS)
             except BaseException:
                 self._abort_quietly(hidden, inner)
                 raise
-            return backend.copy_part(key, upload_id, number, hidden, None, source_etag=None)
+            return backend.copy_part(key, upload_id, number, CopySource(hidden))
 
         return {"copy": copy, "data": data, "fold": fold}[part.kind]
 
@@ -722,6 +718,12 @@ class MultipartEngine:
 
     # ------------------------------------------------------------------ helpers
 
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete ``keys`` in requests of at most the backend's ``delete_batch_size``."""
+        size = self.backend.delete_batch_size
+        for start in range(0, len(keys), size):
+            self.backend.delete_objects(keys[start : start + size])
+
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:
             self.backend.abort(key, upload_id)
@@ -732,7 +734,7 @@ class MultipartEngine:
         try:
             keys = list(self.backend.list_keys(prefix))
             if keys:
-                self.backend.delete_objects(keys)
+                self.delete_keys(keys)
         except Exception as exc:
             log.warning("could not delete hidden objects under %s: %s", prefix, type(exc).__name__)
 
@@ -777,7 +779,7 @@ def _bind_copy(
     etag: str | None,
 ) -> Callable[[], str]:
     def task() -> str:
-        return backend.copy_part(key, upload_id, number, source_key, byte_range, source_etag=etag)
+        return backend.copy_part(key, upload_id, number, CopySource(source_key, byte_range, etag))
 
     return task
 

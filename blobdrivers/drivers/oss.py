@@ -61,7 +61,7 @@ from ..errors import (
     UnsupportedMethodError,
 )
 from ..listing import FileInfo, first_valid, visible_children, walk_flat
-from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
+from ..multipart import CopySource, MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ..params import GiB, KiB, MiB, Params
 from ..reader import RangeReader, ReopeningReader
 from ..redaction import LogRedactor
@@ -515,6 +515,7 @@ class _OSSBackend:
     max_part_size = MAX_PART
     max_parts = MAX_PARTS
     copy_part_max = MAX_COPY
+    delete_batch_size = DELETE_BATCH
     #: How many uploads' part CRCs are remembered (for oss2's check at completion).
     tracked_uploads = 256
 
@@ -619,9 +620,7 @@ class _OSSBackend:
         self._call(lambda: self._client.delete_object(key), f"DELETE /{key}")
 
     def delete_objects(self, keys: Sequence[str]) -> None:
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = list(keys[start : start + DELETE_BATCH])
-            self._call(functools.partial(self._client.batch_delete_objects, batch), f"DELETE {len(batch)} keys")
+        self._call(functools.partial(self._client.batch_delete_objects, list(keys)), f"DELETE {len(keys)} keys")
 
     # ------------------------------------------------------------------ multipart
 
@@ -653,16 +652,8 @@ class _OSSBackend:
         self._remember(upload_id, number, etag, len(data), result.crc)
         return etag
 
-    def copy_part(
-        self,
-        key: str,
-        upload_id: str,
-        number: int,
-        source_key: str,
-        byte_range: tuple[int, int] | None,
-        *,
-        source_etag: str | None,
-    ) -> str:
+    def copy_part(self, key: str, upload_id: str, number: int, source: CopySource) -> str:
+        source_key, byte_range, source_etag = source.key, source.byte_range, source.etag
         headers = {"x-oss-copy-source-if-match": _quote(source_etag)} if source_etag is not None else None
         oss_range = None if byte_range is None else (byte_range[0], byte_range[1] - 1)
         try:

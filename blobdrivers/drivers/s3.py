@@ -40,7 +40,7 @@ from ..conditions import Conditions
 from ..driver import StorageDriver
 from ..errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
 from ..listing import FileInfo, first_valid, visible_children, walk_flat
-from ..multipart import MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
+from ..multipart import CopySource, MultipartEngine, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ..params import GiB, MiB, Params
 from ..reader import RangeReader
 from ..redaction import LogRedactor
@@ -454,6 +454,7 @@ class _S3Backend:
     max_part_size = MAX_PART
     max_parts = MAX_PARTS
     copy_part_max = MAX_COPY
+    delete_batch_size = DELETE_BATCH
 
     def __init__(self, driver: S3Driver) -> None:
         self._driver = driver
@@ -553,15 +554,13 @@ class _S3Backend:
                 yield str(item["Key"])
 
     def delete_objects(self, keys: Sequence[str]) -> None:
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = keys[start : start + DELETE_BATCH]
-            response = self._client.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
-            )
-            errors = response.get("Errors") or []
-            if errors:
-                codes = sorted({str(error.get("Code")) for error in errors})
-                raise StorageError(f"could not delete {len(errors)} of {len(batch)} objects ({', '.join(codes)})")
+        response = self._client.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+        )
+        errors = response.get("Errors") or []
+        if errors:
+            codes = sorted({str(error.get("Code")) for error in errors})
+            raise StorageError(f"could not delete {len(errors)} of {len(keys)} objects ({', '.join(codes)})")
 
     def _checksum_args(self, data: memoryview) -> dict[str, str]:
         if not self._driver.checksums:
@@ -590,16 +589,8 @@ class _S3Backend:
         )
         return _part_tag(response["ETag"], checksum.get("ChecksumCRC32"))
 
-    def copy_part(
-        self,
-        key: str,
-        upload_id: str,
-        number: int,
-        source_key: str,
-        byte_range: tuple[int, int] | None,
-        *,
-        source_etag: str | None,
-    ) -> str:
+    def copy_part(self, key: str, upload_id: str, number: int, source: CopySource) -> str:
+        source_key, byte_range, source_etag = source.key, source.byte_range, source.etag
         args: dict[str, Any] = {}
         if byte_range is not None:
             args["CopySourceRange"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
