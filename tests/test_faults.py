@@ -145,7 +145,7 @@ def _azure(request: pytest.FixtureRequest) -> Harness:
         )
 
     def leftovers() -> list[str]:
-        # Markers of writers in progress are hidden blobs under ~uploads/.
+        # Markers of writers in progress are hidden blobs under ~blobdrivers/uploads/.
         return [f"hidden {blob.name}" for blob in container.list_blobs() if "~" in blob.name]
 
     return Harness(
@@ -156,7 +156,7 @@ def _azure(request: pytest.FixtureRequest) -> Harness:
         256 * KiB,
         build,
         leftovers,
-        {"retries": 0},
+        {"retries": 1},
         residue=lambda: _azure_residue(container),
     )
 

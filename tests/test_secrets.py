@@ -353,7 +353,7 @@ def test_azure_never_shows_its_secrets(
     scan: Scan, azurite_server: AzuriteServer, azure_container: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account, endpoint = azurite_server.account_name, azurite_server.blob_endpoint
-    common = {"container": azure_container, "retries": 0}
+    common = {"container": azure_container, "retries": 1}
     sas = _fake_sas()
     connection = f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={AZURE_KEY};BlobEndpoint={endpoint};"
     client_secret = f"{MARK}6client~secret"
@@ -863,7 +863,7 @@ def _tls_driver(request: pytest.FixtureRequest, kind: str, front: Callable[[str]
             accountkey=azurite.account_key,
             serviceurl=front(f"{parts.scheme}://{parts.netloc}") + parts.path,
             container=request.getfixturevalue("azure_container"),
-            retries=0,
+            retries=1,
             **extra,
         )
     if kind == "gcs":
