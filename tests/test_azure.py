@@ -31,11 +31,18 @@ import blobdrivers
 from blobdrivers.drivers import azure as azure_module
 from blobdrivers.drivers.azure import AzureDriver
 from blobdrivers.drivers.azure import copies as copies_module
-from blobdrivers.errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
+from blobdrivers.errors import (
+    BucketNotFoundError,
+    ConfigError,
+    PathNotFoundError,
+    PreconditionFailedError,
+    StorageError,
+)
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.helpers import payload as _payload
 from blobdrivers.testing.helpers import race as _race
+from tests.servers.faultproxy import FaultProxy, azure_error
 from tests.servers.local import AzuriteServer
 
 CHUNK = 64 * 1024
@@ -197,9 +204,45 @@ def test_connection_string_conflicts_and_garbage(azurite_server: AzuriteServer) 
 
 def test_missing_container_is_a_clear_error(params: dict[str, Any]) -> None:
     store = AzureDriver(**{**params, "container": "no-such-container"})
-    with pytest.raises(StorageError, match="no-such-container") as caught:
-        store.put("/x", b"x")
-    assert not isinstance(caught.value, PathNotFoundError)
+    operations = {
+        "put": lambda: store.put("/x", b"x"),
+        "get": lambda: store.get("/x"),
+        "stat": lambda: store.stat("/x"),
+        "list": lambda: store.list("/"),
+        "delete": lambda: store.delete("/x"),
+        "writer": lambda: store.writer("/x", append=True),
+    }
+    for name, operation in operations.items():
+        with pytest.raises(BucketNotFoundError) as caught:
+            operation()
+        assert str(caught.value).endswith("container 'no-such-container' does not exist"), name
+        assert not isinstance(caught.value, PathNotFoundError)
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_retries_counts_every_attempt_of_a_request(
+    params: dict[str, Any], azurite_server: AzuriteServer, attempts: int
+) -> None:
+    """``retries=N``: a server that always answers 503 sees exactly N requests for one operation."""
+    upstream = f"http://127.0.0.1:{azurite_server.port}"
+    with FaultProxy(upstream, rate=1.0, modes=("error",), error_body=azure_error) as proxy:
+        serviceurl = f"{proxy.endpoint}/{azurite_server.account_name}"
+        store = AzureDriver(**{**params, "serviceurl": serviceurl, "retries": attempts})
+        for operation in (lambda: store.put("/busy", b"x"), lambda: store.get("/busy")):
+            proxy.reset_stats()
+            with pytest.raises(StorageError, match="HTTP 50[03]"):
+                operation()
+            assert proxy.stats["requests"] == attempts
+
+
+def test_a_missing_cat_source_names_the_callers_path(params: dict[str, Any]) -> None:
+    store = AzureDriver(**{**params, "rootdirectory": "/root"})
+    store.put("/a/present", b"x")
+    with pytest.raises(PathNotFoundError) as caught:
+        store.cat("/a/joined", ["/a/present", "/a/missing"])
+    assert caught.value.path == "/a/missing"
+    assert "/a/missing" in str(caught.value) and "root/a" not in str(caught.value)
+    store.delete("/a")
 
 
 # ---------------------------------------------------------------------- secrets
