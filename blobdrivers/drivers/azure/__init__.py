@@ -170,14 +170,8 @@ class AzureDriver(StorageDriver):
             lambda number, data: self._stage_part(full, blob, session, number - 1, data),
             concurrency=self.concurrency,
         )
-        blocks.commit(
-            blob,
-            blocks.uncommitted(session, len(staged)),
-            conditions,
-            session=session,
-            staged=len(staged),
-            overwritten_is_success=not conditions,
-            path=self._logical(full),
+        blocks.commit_session(
+            blob, session, len(staged), conditions, overwritten_is_success=not conditions, path=self._logical(full)
         )
 
     def _stage_part(self, full: str, blob: BlobClient, session: str, index: int, data: memoryview | bytes) -> int:
@@ -351,14 +345,8 @@ class AzureDriver(StorageDriver):
         assert staged is not None  # streaming is allowed, so there is always a result
         if len(staged) > MAX_BLOCKS:
             raise StorageError(f"cat of {len(sources)} sources needs {len(staged)} blocks; Azure allows {MAX_BLOCKS}")
-        blocks.commit(
-            target,
-            blocks.uncommitted(session, len(staged)),
-            Conditions(),
-            session=session,
-            staged=len(staged),
-            overwritten_is_success=True,
-            path=self._logical(full),
+        blocks.commit_session(
+            target, session, len(staged), Conditions(), overwritten_is_success=True, path=self._logical(full)
         )
 
     # ------------------------------------------------------------------ url_for / writer

@@ -157,6 +157,21 @@ def commit(
         ) from exc
 
 
+def commit_session(
+    blob: BlobClient, session: str, count: int, conditions: Conditions, *, overwritten_is_success: bool, path: str
+) -> None:
+    """:func:`commit` of exactly the first ``count`` blocks ``session`` staged on ``blob``."""
+    commit(
+        blob,
+        uncommitted(session, count),
+        conditions,
+        session=session,
+        staged=count,
+        overwritten_is_success=overwritten_is_success,
+        path=path,
+    )
+
+
 def _discarded(blob: BlobClient, session: str, staged: int) -> bool:
     if staged == 0:
         return False

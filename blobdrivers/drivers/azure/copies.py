@@ -202,12 +202,11 @@ class Copier:
                 session = blocks.new_session()
                 staged = self.copy_into_blocks(target, session, [info], 0, block, allow_streaming=False)
                 if staged is not None:
-                    blocks.commit(
+                    blocks.commit_session(
                         target,
-                        blocks.uncommitted(session, len(staged)),
+                        session,
+                        len(staged),
                         conditions,
-                        session=session,
-                        staged=len(staged),
                         overwritten_is_success=False,
                         path=driver._shown(target),
                     )
