@@ -230,7 +230,7 @@ def test_retries_counts_every_attempt_of_a_request(
         store = AzureDriver(**{**params, "serviceurl": serviceurl, "retries": attempts})
         for operation in (lambda: store.put("/busy", b"x"), lambda: store.get("/busy")):
             proxy.reset_stats()
-            with pytest.raises(StorageError, match="HTTP 50[03]"):
+            with pytest.raises(StorageError, match=r"HTTP 50[03]"):
                 operation()
             assert proxy.stats["requests"] == attempts
 

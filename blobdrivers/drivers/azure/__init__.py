@@ -23,11 +23,19 @@ import io
 import logging
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Final
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError
-from azure.storage.blob import BlobClient, BlobProperties, BlobSasPermissions, BlobType, ContainerClient
+from azure.storage.blob import (
+    BlobClient,
+    BlobProperties,
+    BlobSasPermissions,
+    BlobType,
+    ContainerClient,
+    UserDelegationKey,
+)
 
 from ... import paths
 from ...clients import ProcessLocal, tls_verify
@@ -125,7 +133,7 @@ class AzureDriver(StorageDriver):
             verify=self._verify,
         )
 
-    def _user_delegation_key(self, start: Any, expiry: Any) -> Any:
+    def _user_delegation_key(self, start: datetime, expiry: datetime) -> UserDelegationKey:
         return self._clients.get().service.get_user_delegation_key(start, expiry)
 
     def _container_client(self) -> ContainerClient:
