@@ -31,8 +31,10 @@ import urllib3.exceptions
 from urllib3.response import HTTPResponse
 
 import blobdrivers
-from blobdrivers.drivers import gcs as gcs_module
 from blobdrivers.drivers.gcs import GCSDriver
+from blobdrivers.drivers.gcs import client as gcs_client
+from blobdrivers.drivers.gcs.sidecar import UploadState
+from blobdrivers.drivers.gcs.uploads import upload_small
 from blobdrivers.errors import (
     ConfigError,
     InvalidPathError,
@@ -77,15 +79,15 @@ def gcs(gcs_server: GcsServer, bucket: str) -> GCSDriver:
 def _raw_keys(driver: GCSDriver, prefix: str = "") -> list[str]:
     """Every key in the driver's bucket, hidden ones included (straight from the JSON API)."""
     params = {"prefix": prefix} if prefix else {}
-    answer = requests.get(driver._api, params=params, timeout=30).json()
+    answer = requests.get(driver._api.objects, params=params, timeout=30).json()
     return [item["name"] for item in answer.get("items") or []]
 
 
 def _parked_state(driver: GCSDriver, key: str) -> Any:
     """The sidecar of the upload parked for ``key``, read without taking it over (straight from the API)."""
-    sidecar = urllib.parse.quote(driver._sidecar_key(key), safe="")
-    answer = requests.get(f"{driver._download_api}/{sidecar}", params={"alt": "media"}, timeout=30)
-    return gcs_module._UploadState.decode(answer.content) if answer.status_code == 200 else None
+    sidecar = urllib.parse.quote(driver._parking.sidecar_key(key), safe="")
+    answer = requests.get(f"{driver._api.downloads}/{sidecar}", params={"alt": "media"}, timeout=30)
+    return UploadState.decode(answer.content) if answer.status_code == 200 else None
 
 
 def _emulator_ignores(reason: str) -> pytest.MarkDecorator:
@@ -109,7 +111,7 @@ class TestGCSConformance(DriverConformance):
         def write(key: str, data: bytes) -> bool:
             if {".", ".."} & set(key.split("/")):
                 return False  # gcp-storage-emulator drops the connection on such a name
-            answer = requests.post(gcs._upload_api, params={"uploadType": "media", "name": key}, data=data, timeout=30)
+            answer = requests.post(gcs._api.uploads, params={"uploadType": "media", "name": key}, data=data, timeout=30)
             answer.raise_for_status()
             return True
 
@@ -317,7 +319,7 @@ def test_bad_parameters_raise_config_error_naming_them(params: dict[str, Any], n
 def test_defaults_and_sizes() -> None:
     driver = GCSDriver(bucket="registry-bucket", endpoint="http://127.0.0.1:9")
     assert driver.chunk_size == 16 * 1024 * 1024
-    assert driver.max_concurrency == 8
+    assert driver.concurrency == 8
     assert GCSDriver(bucket="registry-bucket", endpoint="127.0.0.1:9", chunksize="512KiB").chunk_size == 512 * 1024
     assert GCSDriver(bucket="registry-bucket", endpoint="127.0.0.1:9").endpoint == "http://127.0.0.1:9"
 
@@ -460,7 +462,7 @@ def test_a_damaged_sidecar_is_replaced_by_a_fresh_writer_and_refused_by_a_resume
     writer.write(b"x")
     writer.close()
     (sidecar,) = _hidden_keys(gcs)
-    gcs._upload_small(sidecar, b"not a sidecar", {}, what="test")
+    upload_small(gcs._api, sidecar, b"not a sidecar", {}, what="test")
     with pytest.raises(StorageError, match="sidecar"):
         gcs.writer("/d", append=True)
     fresh = gcs.writer("/d")
@@ -635,7 +637,7 @@ def test_listing_follows_page_tokens(
     files = ["/p/a", "/p/b/c", "/p/b/d", "/p/e", "/p/f/g", "/p/h", "/p/i", "/p/j/k/l", "/p/m"]
     for path in files:
         gcs.put(path, path.encode())
-    monkeypatch.setattr(gcs_module, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(gcs_client, "LIST_PAGE_SIZE", 2)
     wire = wire_for(gcs)
 
     def paginate(call: Call, forward: Callable[..., Any]) -> Any:
