@@ -978,7 +978,6 @@ def test_errors_never_show_the_session_uri(
         driver.stat("/big")
 
 
-
 def _every_operation(driver: GCSDriver) -> list[tuple[str, Callable[[], object]]]:
     def write_and_commit() -> None:
         writer = driver.writer("/w")
