@@ -44,7 +44,7 @@ def check(resource: Mapping[str, Any], expected: str | None) -> None:
     got = resource.get("crc32c")
     if expected and got and got != expected:
         raise StorageError(
-            f"integrity check failed for {resource.get('name', '?')}: CRC32C {got} where {expected} was sent"
+            f"integrity check failed for /{resource.get('name', '?')}: CRC32C {got} where {expected} was sent"
         )
 
 
