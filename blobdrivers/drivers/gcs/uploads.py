@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import urllib3.exceptions
 from urllib3.response import BaseHTTPResponse
@@ -220,6 +220,7 @@ class _Checksummed:
     crc: int = 0
 
 
+@dataclass
 class FileBody:
     """Bytes ``[base, base + length)`` of a seekable file as a request body that can be sent again.
 
@@ -228,13 +229,12 @@ class FileBody:
     on the way, each byte counted once however often it is sent.
     """
 
-    BLOCK = MiB
+    BLOCK: ClassVar[int] = MiB
 
-    def __init__(self, file: Any, base: int, length: int, checksum: _Checksummed) -> None:
-        self._file = file
-        self._base = base
-        self._length = length
-        self._checksum = checksum
+    file: Any
+    base: int
+    length: int
+    checksum: _Checksummed
 
     @classmethod
     def open(cls, file: Any, length: int) -> FileBody:
@@ -245,21 +245,21 @@ class FileBody:
     @property
     def crc(self) -> int | None:
         """The CRC32C of the whole range once every byte of it was read, else ``None``."""
-        return self._checksum.crc if self._checksum.upto == self._checksum.end else None
+        return self.checksum.crc if self.checksum.upto == self.checksum.end else None
 
     def __len__(self) -> int:
-        return self._length
+        return self.length
 
     def __getitem__(self, cut: slice) -> FileBody:
         start = cut.start or 0
-        return FileBody(self._file, self._base + start, self._length - start, self._checksum)
+        return FileBody(self.file, self.base + start, self.length - start, self.checksum)
 
     def __iter__(self) -> Iterator[bytes]:
-        position, end = self._base, self._base + self._length
-        self._file.seek(position)
-        checksum = self._checksum
+        position, end = self.base, self.base + self.length
+        self.file.seek(position)
+        checksum = self.checksum
         while position < end:
-            block = self._file.read(min(self.BLOCK, end - position))
+            block = self.file.read(min(self.BLOCK, end - position))
             if not block:
                 raise StorageError("the file being uploaded got shorter during the upload")
             if position <= checksum.upto < position + len(block):
