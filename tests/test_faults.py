@@ -189,7 +189,7 @@ def _gcs(request: pytest.FixtureRequest) -> Harness:
         return [f"hidden {item['name']}" for item in answer.get("items") or [] if "~" in item["name"]]
 
     # Chunks are multiples of 256 KiB. The streamed put sends its chunks one after the other.
-    return Harness("gcs", server.endpoint, gcs_error, 4 * MiB, 256 * KiB, build, leftovers, {"retries": 0})
+    return Harness("gcs", server.endpoint, gcs_error, 4 * MiB, 256 * KiB, build, leftovers, {"retries": 1})
 
 
 def _oss(request: pytest.FixtureRequest) -> Harness:
