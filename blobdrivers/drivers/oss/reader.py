@@ -20,7 +20,7 @@ from oss2.exceptions import OssError
 
 from ...errors import StorageError
 from ...params import MiB
-from ...reader import ChecksumReader, RangeReader, ReopeningReader
+from ...reader import ChecksumReader, RangeReader, ReopeningReader, read_fully
 from ...retry import RetryPolicy
 from .errors import is_precondition, is_transient
 
@@ -149,13 +149,4 @@ def read_exactly(
         stop = None if count is None else start + count
         return ranged_get(client(), key, start, stop, etag, path=path)
 
-    reader = ReopeningReader(open_at, offset, len(buffer), retry=retry, is_transient=is_transient)
-    try:
-        filled = 0
-        while filled < len(buffer):
-            got = reader.readinto(buffer[filled:])
-            if not got:
-                raise StorageError(f"{path} ended {len(buffer) - filled} bytes before the range read")
-            filled += got
-    finally:
-        reader.close()
+    read_fully(ReopeningReader(open_at, offset, len(buffer), retry=retry, is_transient=is_transient), buffer, path=path)
