@@ -68,21 +68,21 @@ class OSSDriver(StorageDriver):
     max_url_expiry = MAX_URL_EXPIRY
 
     def __init__(self, **params: Any) -> None:
-        reader = Params(self.name, params, secrets=self.secret_params)
-        credentials = (reader.required_string("accesskeyid"), reader.required_string("accesskeysecret"))
-        self.bucket = reader.required_string("bucket")
-        scheme = "https" if reader.boolean("secure", True) else "http"
-        endpoint = reader.endpoint("endpoint", default_scheme=scheme, example=ENDPOINT_EXAMPLE)
-        region = reader.string("region")
-        internal = reader.boolean("internal", False)
-        encrypt = reader.boolean("encrypt", False)
-        keyid = reader.string("encryptionkeyid")
-        chunk_size = reader.size("chunksize", 10 * MiB, minimum=MIN_PART, maximum=MAX_PART)
-        self.concurrency = reader.integer("maxconcurrency", 8, minimum=1, maximum=256)
-        rootdirectory = reader.string("rootdirectory", "") or ""
-        self.retry_attempts = reader.attempts()
-        skipverify = reader.boolean("skipverify", False)
-        reader.done()
+        settings = Params(self.name, params, secrets=self.secret_params)
+        credentials = (settings.required_string("accesskeyid"), settings.required_string("accesskeysecret"))
+        self.bucket = settings.required_string("bucket")
+        scheme = "https" if settings.boolean("secure", True) else "http"
+        endpoint = settings.endpoint("endpoint", default_scheme=scheme, example=ENDPOINT_EXAMPLE)
+        region = settings.string("region")
+        internal = settings.boolean("internal", False)
+        encrypt = settings.boolean("encrypt", False)
+        keyid = settings.string("encryptionkeyid")
+        chunk_size = settings.size("chunksize", 10 * MiB, minimum=MIN_PART, maximum=MAX_PART)
+        self.concurrency = settings.integer("maxconcurrency", 8, minimum=1, maximum=256)
+        rootdirectory = settings.string("rootdirectory", "") or ""
+        self.retry_attempts = settings.attempts()
+        skipverify = settings.boolean("skipverify", False)
+        settings.done()
 
         if not _BUCKET_NAME.fullmatch(self.bucket):
             raise ConfigError(
