@@ -44,8 +44,8 @@ from blobdrivers.errors import (
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
+from blobdrivers.testing.faultproxy import FaultProxy
 from blobdrivers.testing.helpers import payload as _payload
-from tests.servers.faultproxy import FaultProxy
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
