@@ -177,6 +177,9 @@ BUILDERS: dict[str, Callable[[pytest.FixtureRequest], Harness]] = {
     "oss": _oss,
 }
 
+#: A bucket (container) name valid everywhere that no test creates: the ``missing_bucket_driver`` hooks use it.
+MISSING_BUCKET = "rules-no-such-bucket"
+
 
 @contextlib.contextmanager
 def faulty_drivers(request: pytest.FixtureRequest, name: str) -> Iterator[FaultyDriver]:

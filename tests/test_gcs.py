@@ -44,8 +44,10 @@ from blobdrivers.errors import (
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
+from blobdrivers.testing.contract_rules import FaultyDriver, MissingBucket
 from blobdrivers.testing.faultproxy import FaultProxy
 from blobdrivers.testing.helpers import payload as _payload
+from tests.proxied import MISSING_BUCKET, faulty_drivers
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
@@ -114,6 +116,16 @@ class TestGCSConformance(DriverConformance):
             return True
 
         return write
+
+    @pytest.fixture
+    def faulty_driver(self, request: pytest.FixtureRequest) -> Iterator[FaultyDriver]:
+        with faulty_drivers(request, "gcs") as make:
+            yield make
+
+    @pytest.fixture
+    def missing_bucket_driver(self, gcs_server: GcsServer) -> MissingBucket:
+        driver = GCSDriver(bucket=MISSING_BUCKET, endpoint=gcs_server.endpoint, project=gcs_server.project)
+        return driver, MISSING_BUCKET
 
     # The emulator ignores ifGenerationMatch, so these four cannot pass against it; the
     # requests the driver sends for them, and its handling of a 412, are checked by the

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -37,7 +37,9 @@ from blobdrivers.errors import (
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.contract_rules import FaultyDriver, MissingBucket
 from blobdrivers.testing.helpers import payload as _payload
+from tests.proxied import MISSING_BUCKET, faulty_drivers
 from tests.servers.oss import OssRequestHandler, OssServer
 
 CHUNK = 100 * KiB  # OSS's minimum part size, so multipart paths run on small data
@@ -125,6 +127,15 @@ class TestOSSConformance(DriverConformance):
             return True
 
         return write
+
+    @pytest.fixture
+    def faulty_driver(self, request: pytest.FixtureRequest) -> Iterator[FaultyDriver]:
+        with faulty_drivers(request, "oss") as make:
+            yield make
+
+    @pytest.fixture
+    def missing_bucket_driver(self, oss_server: OssServer) -> MissingBucket:
+        return OSSDriver(**_params(oss_server, MISSING_BUCKET)), MISSING_BUCKET
 
     def test_list_over_a_thousand_children(self, store: StorageDriver, oss_server: OssServer) -> None:
         """The suite's list/walk/delete of over 1000 objects, checking paging and batch deletes."""

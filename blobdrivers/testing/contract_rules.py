@@ -91,6 +91,15 @@ def _outcome(call: Callable[[], object]) -> Exception | None:
     return None
 
 
+def _unredacted(message: str, redacted: str) -> str:
+    """Where ``redact`` changes ``message``: the text around the first change, before and after."""
+    start = next((i for i, (a, b) in enumerate(zip(message, redacted, strict=False)) if a != b), len(redacted))
+    if start == len(message) == len(redacted):
+        return f"a secret value in {message[:200]!r}"
+    window = slice(max(0, start - 60), start + 60)
+    return f"...{message[window]!r}... shown as ...{redacted[window]!r}..."
+
+
 class UniformRulesContract(SuiteBase):
     """R1-R7: retries, reopened reads, missing buckets, the mask, caller paths, settings and logs, one way."""
 
@@ -271,7 +280,8 @@ class UniformRulesContract(SuiteBase):
         leaks = []
         for record in caplog.records:
             message = record.getMessage()
-            if store.redact(message) != message or any(secret in message for secret in secrets):
-                leaks.append(f"{record.name} {record.levelname}: {message[:300]}")
+            shown = [secret for secret in secrets if secret in message]
+            if shown or store.redact(message) != message:
+                leaks.append(f"{record.name} {record.levelname}: {_unredacted(message, store.redact(message))}")
         assert caplog.records, "nothing was logged at DEBUG (the blobdrivers logger logs every call)"
         assert not leaks, f"{len(leaks)} log line(s) with a secret:\n" + "\n".join(leaks[:10])
