@@ -201,3 +201,14 @@ def faulty_drivers(request: pytest.FixtureRequest, name: str) -> Iterator[Faulty
     finally:
         for proxy in proxies:
             proxy.stop()
+
+
+def faulty_driver_hook(name: str) -> Any:
+    """The ``faulty_driver`` fixture of driver kind ``name``, to assign in a conformance class body."""
+
+    @pytest.fixture
+    def faulty_driver(self: object, request: pytest.FixtureRequest) -> Iterator[FaultyDriver]:
+        with faulty_drivers(request, name) as make:
+            yield make
+
+    return faulty_driver

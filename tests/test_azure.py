@@ -33,10 +33,10 @@ from blobdrivers.drivers.azure import AzureDriver
 from blobdrivers.errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
-from blobdrivers.testing.contract_rules import FaultyDriver, MissingBucket
+from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.helpers import payload as _payload
 from blobdrivers.testing.helpers import race as _race
-from tests.proxied import MISSING_BUCKET, faulty_drivers
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import AzuriteServer
 
 CHUNK = 64 * 1024
@@ -91,10 +91,7 @@ class TestAzureConformance(DriverConformance):
     def foreign_keys(self, container: Any) -> WriteRaw:
         return _write_raw_blob(container, "")
 
-    @pytest.fixture
-    def faulty_driver(self, request: pytest.FixtureRequest) -> Iterator[FaultyDriver]:
-        with faulty_drivers(request, "azure") as make:
-            yield make
+    faulty_driver = faulty_driver_hook("azure")
 
     @pytest.fixture
     def missing_bucket_driver(self, params: dict[str, Any]) -> MissingBucket:

@@ -44,10 +44,10 @@ from blobdrivers.errors import (
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
-from blobdrivers.testing.contract_rules import FaultyDriver, MissingBucket
+from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.faultproxy import FaultProxy
 from blobdrivers.testing.helpers import payload as _payload
-from tests.proxied import MISSING_BUCKET, faulty_drivers
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
@@ -117,10 +117,7 @@ class TestGCSConformance(DriverConformance):
 
         return write
 
-    @pytest.fixture
-    def faulty_driver(self, request: pytest.FixtureRequest) -> Iterator[FaultyDriver]:
-        with faulty_drivers(request, "gcs") as make:
-            yield make
+    faulty_driver = faulty_driver_hook("gcs")
 
     @pytest.fixture
     def missing_bucket_driver(self, gcs_server: GcsServer) -> MissingBucket:

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,9 +37,9 @@ from blobdrivers.errors import (
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
-from blobdrivers.testing.contract_rules import FaultyDriver, MissingBucket
+from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.helpers import payload as _payload
-from tests.proxied import MISSING_BUCKET, faulty_drivers
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.oss import OssRequestHandler, OssServer
 
 CHUNK = 100 * KiB  # OSS's minimum part size, so multipart paths run on small data
@@ -128,10 +128,7 @@ class TestOSSConformance(DriverConformance):
 
         return write
 
-    @pytest.fixture
-    def faulty_driver(self, request: pytest.FixtureRequest) -> Iterator[FaultyDriver]:
-        with faulty_drivers(request, "oss") as make:
-            yield make
+    faulty_driver = faulty_driver_hook("oss")
 
     @pytest.fixture
     def missing_bucket_driver(self, oss_server: OssServer) -> MissingBucket:

@@ -32,9 +32,9 @@ from blobdrivers.multipart import PlannedPart, plan_cat
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
-from blobdrivers.testing.contract_rules import FaultyDriver, MissingBucket
+from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.helpers import payload as _payload
-from tests.proxied import MISSING_BUCKET, faulty_drivers
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import MotoServer
 
 CHUNK = 5 * MiB
@@ -136,10 +136,7 @@ class TestS3Conformance(DriverConformance):
 
         return write
 
-    @pytest.fixture
-    def faulty_driver(self, request: pytest.FixtureRequest) -> Iterator[FaultyDriver]:
-        with faulty_drivers(request, "s3") as make:
-            yield make
+    faulty_driver = faulty_driver_hook("s3")
 
     @pytest.fixture
     def missing_bucket_driver(self, moto_server: MotoServer) -> MissingBucket:
