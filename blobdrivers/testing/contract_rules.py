@@ -91,13 +91,14 @@ def _outcome(call: Callable[[], object]) -> Exception | None:
     return None
 
 
-def _unredacted(message: str, redacted: str) -> str:
-    """Where ``redact`` changes ``message``: the text around the first change, before and after."""
+def _unredacted(message: str, redacted: str, secrets: set[str]) -> str:
+    """Where ``redact`` changes a log message (or the message, if it holds a secret), the secrets themselves hidden."""
     start = next((i for i, (a, b) in enumerate(zip(message, redacted, strict=False)) if a != b), len(redacted))
-    if start == len(message) == len(redacted):
-        return f"a secret value in {message[:200]!r}"
-    window = slice(max(0, start - 60), start + 60)
-    return f"...{message[window]!r}... shown as ...{redacted[window]!r}..."
+    window = slice(max(0, start - 60), start + 60) if message != redacted else slice(0, 300)
+    shown, masked = message[window], redacted[window]
+    for secret in sorted(secrets, key=len, reverse=True):
+        shown = shown.replace(secret, "<a secret parameter's value>")
+    return f"{shown!r}" if message == redacted else f"...{shown!r}... shown as ...{masked!r}..."
 
 
 class UniformRulesContract(SuiteBase):
@@ -280,8 +281,8 @@ class UniformRulesContract(SuiteBase):
         leaks = []
         for record in caplog.records:
             message = record.getMessage()
-            shown = [secret for secret in secrets if secret in message]
-            if shown or store.redact(message) != message:
-                leaks.append(f"{record.name} {record.levelname}: {_unredacted(message, store.redact(message))}")
+            redacted = store.redact(message)
+            if redacted != message or any(secret in message for secret in secrets):
+                leaks.append(f"{record.name} {record.levelname}: {_unredacted(message, redacted, secrets)}")
         assert caplog.records, "nothing was logged at DEBUG (the blobdrivers logger logs every call)"
         assert not leaks, f"{len(leaks)} log line(s) with a secret:\n" + "\n".join(leaks[:10])
