@@ -252,7 +252,13 @@ class StorageDriver(abc.ABC):
             raise TypeError("cat() sources must be a list of paths, not a single string")
         full_sources = [self._file_path(source) for source in sources]
         with self._call("cat", path):
-            self._cat(full, full_sources)
+            try:
+                self._cat(full, full_sources)
+            except Exception as exc:
+                missing = self._missing_source(exc, dict(zip(full_sources, sources, strict=True)))
+                if missing is None:
+                    raise
+                raise PathNotFoundError(f"no file at {missing}", path=missing) from exc
 
     def url_for(self, path: str, method: str = "GET", expires_in: int = 1200) -> str:
         """A URL a plain HTTP client can use for ``method`` on ``path`` for ``expires_in`` seconds.
@@ -344,6 +350,32 @@ class StorageDriver(abc.ABC):
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
         """Build a signed or public URL; the default says the driver has none."""
         raise UnsupportedMethodError("this driver has no URLs for its files", driver=self.name)
+
+    def _missing_source(self, exc: Exception, sources: Mapping[str, str]) -> str | None:
+        """The caller's path of the source a failed ``_cat`` missed (R5), or None when ``exc`` is no "not found".
+
+        A hook names it by raising :class:`PathNotFoundError` with ``path=`` the full
+        source path; otherwise the first source that is no file is it (one ``_stat``
+        per source up to it: requests on this error path only).
+        """
+        if not self._is_not_found(exc):
+            return None
+        named = exc.path if isinstance(exc, StorageError) else None
+        if named is not None and named in sources:
+            return sources[named]
+        for full, source in sources.items():
+            try:
+                if self._stat(full).is_dir:
+                    return source
+            except Exception as probe:
+                if self._is_not_found(probe):
+                    return source
+        return None
+
+    def _is_not_found(self, exc: Exception) -> bool:
+        """Whether a hook's exception means "no file there" (before any wrapping)."""
+        mapped = exc if isinstance(exc, StorageError) else self._translate_error(exc, "")
+        return isinstance(mapped, PathNotFoundError) or (mapped is None and isinstance(exc, FileNotFoundError))
 
     def _race_point(self, name: str, full: str, index: int = 0) -> None:
         """Run the race hook installed under ``name``, if any; drivers call it at the points of RACE_POINTS.

@@ -40,9 +40,11 @@ from blobdrivers.errors import (
 )
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.contract_rules import MissingBucket
+from blobdrivers.testing.faultproxy import FaultProxy, azure_error
 from blobdrivers.testing.helpers import payload as _payload
 from blobdrivers.testing.helpers import race as _race
-from tests.servers.faultproxy import FaultProxy, azure_error
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import AzuriteServer
 
 CHUNK = 64 * 1024
@@ -96,6 +98,12 @@ class TestAzureConformance(DriverConformance):
     @pytest.fixture
     def foreign_keys(self, container: Any) -> WriteRaw:
         return _write_raw_blob(container, "")
+
+    faulty_driver = faulty_driver_hook("azure")
+
+    @pytest.fixture
+    def missing_bucket_driver(self, params: dict[str, Any]) -> MissingBucket:
+        return AzureDriver(**{**params, "container": MISSING_BUCKET}), MISSING_BUCKET
 
 
 class TestAzureConnectionStringRootConformance(DriverConformance):

@@ -48,8 +48,10 @@ from blobdrivers.errors import (
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
+from blobdrivers.testing.contract_rules import MissingBucket
+from blobdrivers.testing.faultproxy import FaultProxy, gcs_error
 from blobdrivers.testing.helpers import payload as _payload
-from tests.servers.faultproxy import FaultProxy, gcs_error
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
@@ -118,6 +120,13 @@ class TestGCSConformance(DriverConformance):
             return True
 
         return write
+
+    faulty_driver = faulty_driver_hook("gcs")
+
+    @pytest.fixture
+    def missing_bucket_driver(self, gcs_server: GcsServer) -> MissingBucket:
+        driver = GCSDriver(bucket=MISSING_BUCKET, endpoint=gcs_server.endpoint, project=gcs_server.project)
+        return driver, MISSING_BUCKET
 
     # The emulator ignores ifGenerationMatch, so these four cannot pass against it; the
     # requests the driver sends for them, and its handling of a 412, are checked by the

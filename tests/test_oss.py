@@ -38,7 +38,9 @@ from blobdrivers.errors import (
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.helpers import payload as _payload
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.oss import OssRequestHandler, OssServer
 
 CHUNK = 100 * KiB  # OSS's minimum part size, so multipart paths run on small data
@@ -126,6 +128,12 @@ class TestOSSConformance(DriverConformance):
             return True
 
         return write
+
+    faulty_driver = faulty_driver_hook("oss")
+
+    @pytest.fixture
+    def missing_bucket_driver(self, oss_server: OssServer) -> MissingBucket:
+        return OSSDriver(**_params(oss_server, MISSING_BUCKET)), MISSING_BUCKET
 
     def test_list_over_a_thousand_children(self, store: StorageDriver, oss_server: OssServer) -> None:
         """The suite's list/walk/delete of over 1000 objects, checking paging and batch deletes."""

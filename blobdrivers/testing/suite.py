@@ -43,6 +43,7 @@ from ..listing import FileInfo, walk_key
 from .contract_errors import ErrorContract
 from .contract_namespace import NamespaceContract
 from .contract_races import RaceContract
+from .contract_rules import UniformRulesContract
 from .contract_writers import WriterIsolationContract
 from .helpers import StatLoop, SuiteBase, fetch, payload, race, reopen
 
@@ -87,7 +88,9 @@ INVALID_PATHS: list[Any] = [
 ]
 
 
-class DriverConformance(WriterIsolationContract, RaceContract, NamespaceContract, ErrorContract, SuiteBase):
+class DriverConformance(
+    WriterIsolationContract, RaceContract, NamespaceContract, ErrorContract, UniformRulesContract, SuiteBase
+):
     """The contract of :class:`~blobdrivers.StorageDriver`, as tests. Provide the ``driver`` fixture."""
 
     # ------------------------------------------------------------------ paths
