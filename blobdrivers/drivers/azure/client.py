@@ -103,5 +103,9 @@ def make_clients(
 
 
 def install_log_redaction() -> None:
-    """Guard urllib3's request-line log (DEBUG) against SAS signatures; idempotent, process-wide."""
-    _URL_LOG_REDACTOR.install("urllib3.connectionpool")
+    """Mask SAS signatures in urllib3's request lines and the SDK's HTTP log; idempotent, process-wide.
+
+    The SDK's log writes ``REDACTED`` for the header values it hides; the filter turns
+    that into the one mask text too.
+    """
+    _URL_LOG_REDACTOR.install("urllib3.connectionpool", "azure.core.pipeline.policies.http_logging_policy")
