@@ -20,7 +20,6 @@ concatenation; compare rows with each other and with the raw row, not with GCS.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import uuid
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, Sink, chunks, random_file, read_loop, run, run_all
+from benchmarks.harness import Case, MiB, Result, Sink, chunks, random_file, read_loop, run_all
+from benchmarks.peers import fresh_server_parser, fresh_server_title, run_prepared, small_names, time_small_ops
 
 BUFFER = 8 * MiB
 _MODULE = "benchmarks.bench_gcs"
@@ -176,18 +176,8 @@ _LARGE = {
 
 def small(impl: str, op: str, count: int, endpoint: str, bucket: str) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
-    payload = os.urandom(4096)
-    prefix = f"small-{impl}-{uuid.uuid4().hex[:8]}"
-    names = [f"{prefix}/d{i % 16}/obj{i}" for i in range(count)]
     put, get = _small_impl(impl, endpoint, bucket)
-    if op == "get":
-        for name in names:
-            put(name, payload)
-    call = (lambda name: put(name, payload)) if op == "put" else get
-    started = time.perf_counter()
-    for name in names:
-        call(name)
-    return {"seconds": time.perf_counter() - started, "ops": count}
+    return time_small_ops(op, small_names(impl, count), os.urandom(4096), put, get)
 
 
 def _small_impl(impl: str, endpoint: str, bucket: str) -> tuple[Any, Any]:
@@ -296,34 +286,17 @@ def _run_on_fresh_server(case: Case) -> Result:
 
     server = start_gcs()
     try:
-        bucket = f"bench-{uuid.uuid4().hex[:12]}"
-        # Set-up runs in a child too, so this process stays small (a child's peak RSS
-        # starts from its parent's at fork time).
-        wanted = case.kwargs["size"] if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
-        setup = run(
-            Case(
-                "setup", "setup", f"{_MODULE}:prepare", {"size": wanted, "endpoint": server.endpoint, "bucket": bucket}
-            )
-        )
-        if setup.error:
-            raise RuntimeError(f"set-up failed: {setup.error}")
-        kwargs = {**case.kwargs, "endpoint": server.endpoint, "bucket": bucket}
-        return run(Case(case.operation, case.peer, case.target, kwargs, case.baseline, case.note))
+        where = {"endpoint": server.endpoint, "bucket": f"bench-{uuid.uuid4().hex[:12]}"}
+        return run_prepared(case, where, f"{_MODULE}:prepare")  # the set-up creates the bucket
     finally:
         server.stop()
 
 
 def main() -> None:
     """Run every case against its own fresh emulator and print the markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="64 MiB and 200 small objects")
-    parser.add_argument("--out", default="benchmarks/results/gcs.json")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best is reported (default 2)")
-    args = parser.parse_args()
+    args = fresh_server_parser(__doc__, "gcs", quick="64 MiB and 200 small objects").parse_args()
     size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
-    title = f"GCS (gcp-storage-emulator, in memory, a fresh server per run, best of {args.repeat})" + (
-        " --quick" if args.quick else ""
-    )
+    title = fresh_server_title("GCS", "gcp-storage-emulator, in memory", args)
     with random_file(size) as source:
         table_ = run_all(
             cases(size, count, source),

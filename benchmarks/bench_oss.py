@@ -34,12 +34,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, chunks, random_file, read_loop, run, run_all
+from benchmarks.harness import Case, MiB, Result, chunks, random_file, read_loop, run_all
+from benchmarks.peers import (
+    fresh_server_parser,
+    fresh_server_title,
+    run_prepared,
+    setup_size,
+    small_names,
+    time_small_ops,
+)
 
 BUFFER = 8 * MiB
 #: The driver's defaults, given to oss2's resumable transfers too (equal settings).
@@ -229,18 +236,8 @@ _LARGE = {
 
 def small(impl: str, op: str, count: int, endpoint: str) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
-    payload = os.urandom(4096)
-    prefix = f"small-{impl}-{uuid.uuid4().hex[:8]}"
-    names = [f"{prefix}/d{i % 16}/obj{i}" for i in range(count)]
     put, get = _small_impl(impl, endpoint)
-    if op == "get":
-        for name in names:
-            put(name, payload)
-    call = (lambda name: put(name, payload)) if op == "put" else get
-    started = time.perf_counter()
-    for name in names:
-        call(name)
-    return {"seconds": time.perf_counter() - started, "ops": count}
+    return time_small_ops(op, small_names(impl, count), os.urandom(4096), put, get)
 
 
 def _small_impl(impl: str, endpoint: str) -> tuple[Any, Any]:
@@ -367,32 +364,22 @@ def cases(size: int, count: int, source: str) -> list[Case]:
 def _run_on_fresh_server(case: Case) -> Result:
     server = _ServerProcess()
     try:
-        wanted = case.kwargs["size"] if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
-        if wanted:
-            setup = run(Case("setup", "setup", f"{_MODULE}:prepare", {"size": wanted, "endpoint": server.endpoint}))
-            if setup.error:
-                raise RuntimeError(f"set-up failed: {setup.error}")
-        kwargs = {**case.kwargs, "endpoint": server.endpoint}
-        return run(Case(case.operation, case.peer, case.target, kwargs, case.baseline, case.note))
+        prepare = f"{_MODULE}:prepare" if setup_size(case) else None  # the server's bucket exists from the start
+        return run_prepared(case, {"endpoint": server.endpoint}, prepare)
     finally:
         server.stop()
 
 
 def main() -> None:
     """Run every case against its own fresh OSS-protocol server and print the markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="64 MiB and 200 small objects")
-    parser.add_argument("--out", default="benchmarks/results/oss.json")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best is reported (default 2)")
+    parser = fresh_server_parser(__doc__, "oss", quick="64 MiB and 200 small objects")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve()
         return
     size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
-    title = f"OSS (tests/servers/oss.py, pure Python, a fresh server per run, best of {args.repeat})" + (
-        " --quick" if args.quick else ""
-    )
+    title = fresh_server_title("OSS", "tests/servers/oss.py, pure Python", args)
     with random_file(size) as source:
         table_ = run_all(
             cases(size, count, source),
