@@ -19,11 +19,21 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, ChunkFile, MiB, Result, Sink, chunks, read_loop, run_all
-from benchmarks.peers import fresh_server_parser, fresh_server_title, run_prepared, small_names, time_small_ops
+from benchmarks.harness import Case, ChunkFile, MiB, Result, Sink, chunks, read_loop
+from benchmarks.peers import (
+    Peer,
+    fresh_server_parser,
+    fresh_server_title,
+    large_cases,
+    run_fresh_server_cases,
+    run_prepared,
+    small_cases,
+    small_names,
+    stream_get,
+    time_small_ops,
+)
 
 BUFFER = 8 * MiB
 CONCURRENCY = 8
@@ -186,10 +196,7 @@ def _large_raw(endpoint: str, account: str, key: str, container: str) -> dict[st
         assert response.status == 201, response.status
 
     def get(name: str, size: int) -> None:
-        response = pool.request("GET", f"{base}/{name}?{token}", preload_content=False)
-        assert response.status == 200, response.status
-        read_loop(response.readinto, size)
-        response.release_conn()
+        stream_get(pool, f"{base}/{name}?{token}", size)
 
     return {"put": put, "get": get}
 
@@ -287,28 +294,11 @@ _PEERS = [
 
 def cases(sizes: list[int], count: int) -> list[Case]:
     """The cases; :func:`_run_on_fresh_server` fills in the server parameters (a fresh Azurite per run)."""
-    out: list[Case] = []
-    for size in sizes:
-        label = f"{size // MiB} MiB" if size < 1024 * MiB else f"{size // (1024 * MiB)} GiB"
-        for op in ("put", "get"):
-            raw_note = "one streamed PUT (Put Blob), SAS URL" if op == "put" else "one GET, SAS URL"
-            args = {"op": op, "size": size}
-            out.append(
-                Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note)
-            )
-            out += [
-                Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, note)
-                for impl, name, note in _PEERS
-            ]
-    for op in ("put", "get"):
-        args = {"op": op, "count": count}
-        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True))
-        out += [
-            Case(f"{op} 4 KiB", name, f"{_MODULE}:small", {"impl": impl, **args})
-            for impl, name, _ in _PEERS
-            if impl != "blobdrivers16"
-        ]
-    return out
+    raw_notes = ("one streamed PUT (Put Blob), SAS URL", "one GET, SAS URL")
+    peers: list[Peer] = [(impl, name, note, note) for impl, name, note in _PEERS]
+    small_peers: list[Peer] = [(impl, name, "", "") for impl, name, _ in _PEERS if impl != "blobdrivers16"]
+    large = [case for size in sizes for case in large_cases(_MODULE, size, raw_notes, peers)]
+    return [*large, *small_cases(_MODULE, count, ("", ""), small_peers)]
 
 
 def _run_on_fresh_server(case: Case, start_azurite: Any) -> Result:
@@ -328,11 +318,7 @@ def main() -> None:
     from tests.servers.local import start_azurite
 
     runner = functools.partial(_run_on_fresh_server, start_azurite=start_azurite)
-    print(
-        run_all(
-            cases(sizes, count), title=title, out=Path(args.out), repeat=max(1, args.repeat), runner=runner, best=True
-        )
-    )
+    print(run_fresh_server_cases(cases(sizes, count), args, title, runner))
 
 
 if __name__ == "__main__":

@@ -23,12 +23,22 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, Sink, chunks, random_file, read_loop, run_all
-from benchmarks.peers import fresh_server_parser, fresh_server_title, run_prepared, small_names, time_small_ops
+from benchmarks.harness import Case, MiB, Result, Sink, chunks, random_file, read_loop
+from benchmarks.peers import (
+    Peer,
+    fresh_server_parser,
+    fresh_server_title,
+    large_cases,
+    run_fresh_server_cases,
+    run_prepared,
+    small_cases,
+    small_names,
+    stream_get,
+    time_small_ops,
+)
 
 BUFFER = 8 * MiB
 _MODULE = "benchmarks.bench_gcs"
@@ -153,10 +163,7 @@ def _large_raw(endpoint: str, bucket: str) -> dict[str, Any]:
             _raw_put(pool, endpoint, bucket, name, file, size)
 
     def get(name: str, size: int) -> None:
-        response = pool.request("GET", _raw_get_url(endpoint, bucket, name), preload_content=False)
-        assert response.status == 200, response.status
-        read_loop(response.readinto, size)
-        response.release_conn()
+        stream_get(pool, _raw_get_url(endpoint, bucket, name), size)
 
     return {"put": put, "get": get}
 
@@ -224,8 +231,7 @@ def prepare(size: int, endpoint: str, bucket: str) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- cases and main
 
-#: (implementation, row name, put note, get note)
-_PEERS = [
+_PEERS: list[Peer] = [
     ("blobdrivers", "blobdrivers gcs", "one resumable request (known size)", "one streamed GET, CRC32C checked"),
     (
         "sdk",
@@ -239,46 +245,20 @@ _STREAMED = [
     ("blobdrivers-stream", "blobdrivers gcs, a stream of unknown size", "16 MiB resumable chunks (default)"),
     ("blobdrivers-stream64", "blobdrivers gcs, a stream, chunksize=64MiB", "64 MiB resumable chunks"),
 ]
+_SMALL_PEERS: list[Peer] = [
+    ("blobdrivers", "blobdrivers gcs", "multipart with the CRC32C in its metadata", ""),
+    ("sdk", "google-cloud-storage upload_from_string/download_as_bytes", "", ""),
+    ("gcsfs", "gcsfs pipe_file/cat_file", "", ""),
+]
 
 
 def cases(size: int, count: int, source: str) -> list[Case]:
     """The cases; the server is filled in per case by :func:`_run_on_fresh_server` (each gets a fresh emulator)."""
-    label = f"{size // MiB} MiB"
-    out: list[Case] = []
-    for op in ("put", "get"):
-        raw_note = "one POST uploadType=media streaming the file" if op == "put" else "one GET alt=media"
-        args: dict[str, Any] = {"op": op, "size": size, **({"source": source} if op == "put" else {})}
-        out.append(Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note))
-        out += [
-            Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, put if op == "put" else get)
-            for impl, name, put, get in _PEERS
-        ]
-        if op == "put":
-            out += [
-                Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, note)
-                for impl, name, note in _STREAMED
-            ]
-    small_names = {
-        "blobdrivers": "blobdrivers gcs",
-        "sdk": "google-cloud-storage upload_from_string/download_as_bytes",
-        "gcsfs": "gcsfs pipe_file/cat_file",
-    }
-    for op in ("put", "get"):
-        args = {"op": op, "count": count}
-        note = "uploadType=media, no checksum" if op == "put" else ""
-        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True, note))
-        mine = "multipart with the CRC32C in its metadata" if op == "put" else ""
-        out += [
-            Case(
-                f"{op} 4 KiB",
-                name,
-                f"{_MODULE}:small",
-                {"impl": impl, **args},
-                note=mine if impl == "blobdrivers" else "",
-            )
-            for impl, name in small_names.items()
-        ]
-    return out
+    raw_notes = ("one POST uploadType=media streaming the file", "one GET alt=media")
+    return [
+        *large_cases(_MODULE, size, raw_notes, _PEERS, source=source, streamed=_STREAMED),
+        *small_cases(_MODULE, count, ("uploadType=media, no checksum", ""), _SMALL_PEERS),
+    ]
 
 
 def _run_on_fresh_server(case: Case) -> Result:
@@ -298,15 +278,7 @@ def main() -> None:
     size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
     title = fresh_server_title("GCS", "gcp-storage-emulator, in memory", args)
     with random_file(size) as source:
-        table_ = run_all(
-            cases(size, count, source),
-            title=title,
-            out=Path(args.out),
-            repeat=max(1, args.repeat),
-            runner=_run_on_fresh_server,
-            best=True,
-        )
-    print(table_)
+        print(run_fresh_server_cases(cases(size, count, source), args, title, _run_on_fresh_server))
 
 
 if __name__ == "__main__":

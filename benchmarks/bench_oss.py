@@ -38,12 +38,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, chunks, random_file, read_loop, run_all
+from benchmarks.harness import Case, MiB, Result, chunks, random_file, read_loop
 from benchmarks.peers import (
+    Peer,
     fresh_server_parser,
     fresh_server_title,
+    large_cases,
+    run_fresh_server_cases,
     run_prepared,
     setup_size,
+    small_cases,
     small_names,
     time_small_ops,
 )
@@ -305,8 +309,7 @@ class _ServerProcess:
 
 # ---------------------------------------------------------------------- cases and main
 
-#: (implementation, row name, put note, get note)
-_PEERS = [
+_PEERS: list[Peer] = [
     (
         "blobdrivers",
         "blobdrivers oss (10 MiB parts, 8 in flight)",
@@ -321,44 +324,21 @@ _PEERS = [
     ),
     ("ossfs", "ossfs put_file / open+readinto", "oss2 defaults: 10 MiB parts, 1 thread", "5 MiB readahead blocks"),
 ]
+_STREAMED = [("blobdrivers-stream", "blobdrivers oss, a stream of unknown size", "10 MiB parts, 8 in flight")]
+_SMALL_PEERS: list[Peer] = [
+    ("blobdrivers", "blobdrivers oss", "Content-MD5 sent", ""),
+    ("oss2", "oss2 put_object/get_object", "", ""),
+    ("ossfs", "ossfs pipe_file/cat_file", "", ""),
+]
 
 
 def cases(size: int, count: int, source: str) -> list[Case]:
     """The cases; the endpoint is filled in per run by :func:`_run_on_fresh_server` (each run gets a fresh server)."""
-    label = f"{size // MiB} MiB"
-    out: list[Case] = []
-    for op in ("put", "get"):
-        raw_note = "one V1-signed PUT streaming the file" if op == "put" else "one V1-signed GET"
-        args: dict[str, Any] = {"op": op, "size": size, **({"source": source} if op == "put" else {})}
-        out.append(Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note))
-        out += [
-            Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, put if op == "put" else get)
-            for impl, name, put, get in _PEERS
-        ]
-        if op == "put":
-            out.append(
-                Case(
-                    f"{op} {label}",
-                    "blobdrivers oss, a stream of unknown size",
-                    f"{_MODULE}:large",
-                    {"impl": "blobdrivers-stream", **args},
-                    False,
-                    "10 MiB parts, 8 in flight",
-                )
-            )
-    small_names = {
-        "blobdrivers": ("blobdrivers oss", "Content-MD5 sent", ""),
-        "oss2": ("oss2 put_object/get_object", "", ""),
-        "ossfs": ("ossfs pipe_file/cat_file", "", ""),
-    }
-    for op in ("put", "get"):
-        args = {"op": op, "count": count}
-        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True))
-        out += [
-            Case(f"{op} 4 KiB", name, f"{_MODULE}:small", {"impl": impl, **args}, note=put if op == "put" else get)
-            for impl, (name, put, get) in small_names.items()
-        ]
-    return out
+    raw_notes = ("one V1-signed PUT streaming the file", "one V1-signed GET")
+    return [
+        *large_cases(_MODULE, size, raw_notes, _PEERS, source=source, streamed=_STREAMED),
+        *small_cases(_MODULE, count, ("", ""), _SMALL_PEERS),
+    ]
 
 
 def _run_on_fresh_server(case: Case) -> Result:
@@ -381,15 +361,7 @@ def main() -> None:
     size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
     title = fresh_server_title("OSS", "tests/servers/oss.py, pure Python", args)
     with random_file(size) as source:
-        table_ = run_all(
-            cases(size, count, source),
-            title=title,
-            out=Path(args.out),
-            repeat=max(1, args.repeat),
-            runner=_run_on_fresh_server,
-            best=True,
-        )
-    print(table_)
+        print(run_fresh_server_cases(cases(size, count, source), args, title, _run_on_fresh_server))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, ChunkFile, MiB, Sink, chunks, run_all
+from benchmarks.harness import Case, ChunkFile, MiB, Sink, chunks, read_loop, run_all
 from benchmarks.peers import moto_endpoint, time_small_ops
 
 BUFFER = 8 * MiB
@@ -71,14 +71,6 @@ def _raw_put(endpoint: str, bucket: str, key: str, body: Any, size: int) -> None
 def _seed(endpoint: str, bucket: str, key: str, size: int) -> None:
     """Create the object to read with a streamed raw PUT (so set-up adds nothing to the client's RSS)."""
     _raw_put(endpoint, bucket, key, chunks(size, BUFFER), size)
-
-
-def _drain(readinto: Any, size: int) -> None:
-    buffer = memoryview(bytearray(BUFFER))
-    total = 0
-    while got := readinto(buffer):
-        total += got
-    assert total == size, (total, size)
 
 
 def _timed(run: Any, size: int) -> dict[str, float]:
@@ -169,7 +161,7 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
 
         def read() -> None:
             response = http.request("GET", f"{endpoint}/{bucket}/blob", preload_content=False)
-            _drain(response.readinto, size)
+            read_loop(response.readinto, size)
             response.release_conn()
 
         return _timed(read, size)
@@ -179,7 +171,7 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
 
         def stream() -> None:
             with store.stream("/blob") as reader:
-                _drain(reader.readinto, size)
+                read_loop(reader.readinto, size)
 
         return _timed(stream, size)
     if impl == "boto3":
@@ -193,7 +185,7 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
 
         def read_s3fs() -> None:
             with fs.open(f"{bucket}/blob", "rb", block_size=BUFFER) as source:
-                _drain(source.readinto, size)
+                read_loop(source.readinto, size)
 
         return _timed(read_s3fs, size)
     if impl == "obstore":

@@ -13,10 +13,14 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, Result, run
+from benchmarks.harness import Case, MiB, Result, read_loop, run, run_all
+
+#: One implementation's rows in a case table: (implementation, row name, put note, get note).
+Peer = tuple[str, str, str, str]
 
 
 @contextlib.contextmanager
@@ -60,6 +64,52 @@ def time_small_ops(
     return {"seconds": time.perf_counter() - started, "ops": len(names)}
 
 
+def large_cases(
+    module: str,
+    size: int,
+    raw_notes: tuple[str, str],
+    peers: list[Peer],
+    *,
+    source: str | None = None,
+    streamed: Sequence[tuple[str, str, str]] = (),
+) -> list[Case]:
+    """The put and the get rows of one ``size`` for ``module:large``: the raw urllib3 baseline, then each peer.
+
+    ``raw_notes`` are the baseline's (put, get) notes; a put reads the file
+    ``source`` if given. The ``streamed`` rows (implementation, row name, note)
+    follow the put rows: they put a stream of unknown size.
+    """
+    label = f"{size // MiB} MiB" if size < 1024 * MiB else f"{size // (1024 * MiB)} GiB"
+    target = f"{module}:large"
+    out: list[Case] = []
+    for op, raw_note in zip(("put", "get"), raw_notes, strict=True):
+        args: dict[str, Any] = {"op": op, "size": size, **({"source": source} if op == "put" and source else {})}
+        out.append(Case(f"{op} {label}", "raw urllib3", target, {"impl": "raw", **args}, True, raw_note))
+        out += [
+            Case(f"{op} {label}", name, target, {"impl": impl, **args}, False, put if op == "put" else get)
+            for impl, name, put, get in peers
+        ]
+        if op == "put":
+            out += [
+                Case(f"{op} {label}", name, target, {"impl": impl, **args}, False, note)
+                for impl, name, note in streamed
+            ]
+    return out
+
+
+def small_cases(module: str, count: int, raw_notes: tuple[str, str], peers: list[Peer]) -> list[Case]:
+    """The put and the get rows of ``count`` 4 KiB objects for ``module:small``: the raw baseline, then each peer."""
+    out: list[Case] = []
+    for op, raw_note in zip(("put", "get"), raw_notes, strict=True):
+        args = {"op": op, "count": count}
+        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{module}:small", {"impl": "raw", **args}, True, raw_note))
+        out += [
+            Case(f"{op} 4 KiB", name, f"{module}:small", {"impl": impl, **args}, note=put if op == "put" else get)
+            for impl, name, put, get in peers
+        ]
+    return out
+
+
 def setup_size(case: Case) -> int:
     """The size of the object a case's set-up must store: a large get reads one it did not write; else 0."""
     return int(case.kwargs["size"]) if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
@@ -79,6 +129,14 @@ def run_prepared(case: Case, where: dict[str, Any], prepare: str | None) -> Resu
     return run(dataclasses.replace(case, kwargs={**case.kwargs, **where}))
 
 
+def stream_get(pool: Any, url: str, size: int) -> None:
+    """One GET of ``url`` through a urllib3 pool, read to its end (``size`` bytes) into one reused buffer."""
+    response = pool.request("GET", url, preload_content=False)
+    assert response.status == 200, response.status
+    read_loop(response.readinto, size)
+    response.release_conn()
+
+
 def fresh_server_parser(doc: str | None, name: str, quick: str) -> argparse.ArgumentParser:
     """The options of a benchmark that starts a fresh server per run: --quick (``quick`` says what), --out, --repeat."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,3 +149,10 @@ def fresh_server_parser(doc: str | None, name: str, quick: str) -> argparse.Argu
 def fresh_server_title(store: str, server: str, args: argparse.Namespace) -> str:
     """The table title of a fresh-server-per-run benchmark, e.g. "GCS (emulator, a fresh server per run, best of 2)"."""
     return f"{store} ({server}, a fresh server per run, best of {args.repeat})" + (" --quick" if args.quick else "")
+
+
+def run_fresh_server_cases(
+    cases: list[Case], args: argparse.Namespace, title: str, runner: Callable[[Case], Result]
+) -> str:
+    """Run ``cases`` through ``runner`` (a fresh server per run), keep the best of ``args.repeat``; return the table."""
+    return run_all(cases, title=title, out=Path(args.out), repeat=max(1, args.repeat), runner=runner, best=True)
