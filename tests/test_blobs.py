@@ -48,6 +48,7 @@ from blobdrivers.conditions import Conditions
 from blobdrivers.driver import CallEvent, StorageDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import DriverNotFoundError, PathNotFoundError, UnsupportedMethodError
+from blobdrivers.testing.helpers import payload
 from tests.servers.local import in_ci, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,10 +59,6 @@ S3_CHUNK = 5 * MiB  # moto enforces S3's 5 MiB minimum for every part but the la
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def payload(size: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(size)
 
 
 # --------------------------------------------------------------------------- drivers
