@@ -49,6 +49,7 @@ from blobdrivers.driver import CallEvent, StorageDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import DriverNotFoundError, PathNotFoundError, UnsupportedMethodError
 from blobdrivers.testing.helpers import payload
+from tests.network import s3_params
 from tests.servers.local import in_ci, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,15 +75,7 @@ class Backend:
 
 
 def s3_driver(moto_server: Any, bucket: str, **extra: Any) -> StorageDriver:
-    params = {
-        "bucket": bucket,
-        "regionendpoint": moto_server.endpoint_url,
-        "accesskey": moto_server.credentials["aws_access_key_id"],
-        "secretkey": moto_server.credentials["aws_secret_access_key"],
-        "region": moto_server.region,
-        "chunksize": S3_CHUNK,
-        **extra,
-    }
+    params = {**s3_params(moto_server, bucket), "chunksize": S3_CHUNK, **extra}
     try:
         return blobdrivers.create("s3", params)
     except (DriverNotFoundError, ImportError) as exc:
