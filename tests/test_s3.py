@@ -33,6 +33,7 @@ from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.helpers import payload as _payload
+from tests.network import s3_params
 from tests.servers.local import MotoServer
 
 CHUNK = 5 * MiB
@@ -40,15 +41,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _params(server: MotoServer, bucket: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "bucket": bucket,
-        "regionendpoint": server.endpoint_url,
-        "region": server.region,
-        "accesskey": server.credentials["aws_access_key_id"],
-        "secretkey": server.credentials["aws_secret_access_key"],
-        "chunksize": CHUNK,
-        **extra,
-    }
+    return {**s3_params(server, bucket), "chunksize": CHUNK, **extra}
 
 
 def _uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
