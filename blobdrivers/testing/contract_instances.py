@@ -8,7 +8,7 @@ import pytest
 
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError, StorageError
-from .helpers import SuiteBase, reopen
+from .helpers import SuiteBase, in_forked_child, reopen
 
 
 class InstanceContract(SuiteBase):
@@ -36,22 +36,14 @@ class InstanceContract(SuiteBase):
         if not hasattr(os, "fork"):
             pytest.skip("no fork on this platform")
         store.put("/before", b"parent")
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: use the inherited instance, report through the pipe
-            ok = b"0"
-            try:
-                store.put("/child", store.get("/before") + b"+child")
-                if store.get("/child") == b"parent+child":
-                    store.delete("/child")
-                    ok = b"1"
-            finally:
-                os.write(write_end, ok)
-                os._exit(0)
-        os.close(write_end)
-        outcome = os.read(read_end, 1)
-        os.close(read_end)
-        os.waitpid(pid, 0)
-        assert outcome == b"1", "the inherited driver failed in the forked child"
+
+        def use_the_inherited_instance() -> bool:
+            store.put("/child", store.get("/before") + b"+child")
+            if store.get("/child") != b"parent+child":
+                return False
+            store.delete("/child")
+            return True
+
+        assert in_forked_child(use_the_inherited_instance), "the inherited driver failed in the forked child"
         assert store.get("/before") == b"parent"
         store.delete("/before")
