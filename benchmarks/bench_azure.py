@@ -21,19 +21,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from benchmarks import peers
 from benchmarks.harness import Case, ChunkFile, MiB, Result, Sink, chunks, read_loop
-from benchmarks.peers import (
-    Peer,
-    fresh_server_parser,
-    fresh_server_title,
-    large_cases,
-    run_fresh_server_cases,
-    run_prepared,
-    small_cases,
-    small_names,
-    stream_get,
-    time_small_ops,
-)
 
 BUFFER = 8 * MiB
 CONCURRENCY = 8
@@ -196,7 +185,7 @@ def _large_raw(endpoint: str, account: str, key: str, container: str) -> dict[st
         assert response.status == 201, response.status
 
     def get(name: str, size: int) -> None:
-        stream_get(pool, f"{base}/{name}?{token}", size)
+        peers.stream_get(pool, f"{base}/{name}?{token}", size)
 
     return {"put": put, "get": get}
 
@@ -216,9 +205,9 @@ _LARGE = {
 
 def small(impl: str, op: str, count: int, endpoint: str, account: str, key: str, container: str) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
-    names = small_names(impl, count)
+    names = peers.small_names(impl, count)
     put, get = _small_impl(impl, endpoint, account, key, container)
-    timed = time_small_ops(op, names, os.urandom(4096), put, get)
+    timed = peers.time_small_ops(op, names, os.urandom(4096), put, get)
     client = _container_client(endpoint, account, key, container)
     for start in range(0, count, 256):
         client.delete_blobs(*names[start : start + 256])
@@ -295,30 +284,30 @@ _PEERS = [
 def cases(sizes: list[int], count: int) -> list[Case]:
     """The cases; :func:`_run_on_fresh_server` fills in the server parameters (a fresh Azurite per run)."""
     raw_notes = ("one streamed PUT (Put Blob), SAS URL", "one GET, SAS URL")
-    peers: list[Peer] = [(impl, name, note, note) for impl, name, note in _PEERS]
-    small_peers: list[Peer] = [(impl, name, "", "") for impl, name, _ in _PEERS if impl != "blobdrivers16"]
-    large = [case for size in sizes for case in large_cases(_MODULE, size, raw_notes, peers)]
-    return [*large, *small_cases(_MODULE, count, ("", ""), small_peers)]
+    large_peers: list[peers.Peer] = [(impl, name, note, note) for impl, name, note in _PEERS]
+    small_peers: list[peers.Peer] = [(impl, name, "", "") for impl, name, _ in _PEERS if impl != "blobdrivers16"]
+    large = [case for size in sizes for case in peers.large_cases(_MODULE, size, raw_notes, large_peers)]
+    return [*large, *peers.small_cases(_MODULE, count, ("", ""), small_peers)]
 
 
 def _run_on_fresh_server(case: Case, start_azurite: Any) -> Result:
     server = start_azurite()
     try:
         where = _server_kwargs(server, f"bench-{uuid.uuid4().hex[:12]}")
-        return run_prepared(case, where, f"{_MODULE}:prepare")  # the set-up creates the container
+        return peers.run_prepared(case, where, f"{_MODULE}:prepare")  # the set-up creates the container
     finally:
         server.stop()
 
 
 def main() -> None:
     """Run every case against its own fresh Azurite and print the markdown table."""
-    args = fresh_server_parser(__doc__, "azure", quick="256 MiB only and 200 small objects").parse_args()
+    args = peers.fresh_server_parser(__doc__, "azure", quick="256 MiB only and 200 small objects").parse_args()
     sizes, count = ([256 * MiB], 200) if args.quick else ([256 * MiB, 1024 * MiB], 1000)
-    title = fresh_server_title("Azure Blob", "Azurite, in memory", args)
+    title = peers.fresh_server_title("Azure Blob", "Azurite, in memory", args)
     from tests.servers.local import start_azurite
 
     runner = functools.partial(_run_on_fresh_server, start_azurite=start_azurite)
-    print(run_fresh_server_cases(cases(sizes, count), args, title, runner))
+    print(peers.run_fresh_server_cases(cases(sizes, count), args, title, runner))
 
 
 if __name__ == "__main__":

@@ -26,19 +26,8 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
+from benchmarks import peers
 from benchmarks.harness import Case, MiB, Result, Sink, chunks, random_file, read_loop
-from benchmarks.peers import (
-    Peer,
-    fresh_server_parser,
-    fresh_server_title,
-    large_cases,
-    run_fresh_server_cases,
-    run_prepared,
-    small_cases,
-    small_names,
-    stream_get,
-    time_small_ops,
-)
 
 BUFFER = 8 * MiB
 _MODULE = "benchmarks.bench_gcs"
@@ -163,7 +152,7 @@ def _large_raw(endpoint: str, bucket: str) -> dict[str, Any]:
             _raw_put(pool, endpoint, bucket, name, file, size)
 
     def get(name: str, size: int) -> None:
-        stream_get(pool, _raw_get_url(endpoint, bucket, name), size)
+        peers.stream_get(pool, _raw_get_url(endpoint, bucket, name), size)
 
     return {"put": put, "get": get}
 
@@ -184,7 +173,7 @@ _LARGE = {
 def small(impl: str, op: str, count: int, endpoint: str, bucket: str) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
     put, get = _small_impl(impl, endpoint, bucket)
-    return time_small_ops(op, small_names(impl, count), os.urandom(4096), put, get)
+    return peers.time_small_ops(op, peers.small_names(impl, count), os.urandom(4096), put, get)
 
 
 def _small_impl(impl: str, endpoint: str, bucket: str) -> tuple[Any, Any]:
@@ -231,7 +220,7 @@ def prepare(size: int, endpoint: str, bucket: str) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- cases and main
 
-_PEERS: list[Peer] = [
+_PEERS: list[peers.Peer] = [
     ("blobdrivers", "blobdrivers gcs", "one resumable request (known size)", "one streamed GET, CRC32C checked"),
     (
         "sdk",
@@ -245,7 +234,7 @@ _STREAMED = [
     ("blobdrivers-stream", "blobdrivers gcs, a stream of unknown size", "16 MiB resumable chunks (default)"),
     ("blobdrivers-stream64", "blobdrivers gcs, a stream, chunksize=64MiB", "64 MiB resumable chunks"),
 ]
-_SMALL_PEERS: list[Peer] = [
+_SMALL_PEERS: list[peers.Peer] = [
     ("blobdrivers", "blobdrivers gcs", "multipart with the CRC32C in its metadata", ""),
     ("sdk", "google-cloud-storage upload_from_string/download_as_bytes", "", ""),
     ("gcsfs", "gcsfs pipe_file/cat_file", "", ""),
@@ -256,8 +245,8 @@ def cases(size: int, count: int, source: str) -> list[Case]:
     """The cases; the server is filled in per case by :func:`_run_on_fresh_server` (each gets a fresh emulator)."""
     raw_notes = ("one POST uploadType=media streaming the file", "one GET alt=media")
     return [
-        *large_cases(_MODULE, size, raw_notes, _PEERS, source=source, streamed=_STREAMED),
-        *small_cases(_MODULE, count, ("uploadType=media, no checksum", ""), _SMALL_PEERS),
+        *peers.large_cases(_MODULE, size, raw_notes, _PEERS, source=source, streamed=_STREAMED),
+        *peers.small_cases(_MODULE, count, ("uploadType=media, no checksum", ""), _SMALL_PEERS),
     ]
 
 
@@ -267,18 +256,18 @@ def _run_on_fresh_server(case: Case) -> Result:
     server = start_gcs()
     try:
         where = {"endpoint": server.endpoint, "bucket": f"bench-{uuid.uuid4().hex[:12]}"}
-        return run_prepared(case, where, f"{_MODULE}:prepare")  # the set-up creates the bucket
+        return peers.run_prepared(case, where, f"{_MODULE}:prepare")  # the set-up creates the bucket
     finally:
         server.stop()
 
 
 def main() -> None:
     """Run every case against its own fresh emulator and print the markdown table."""
-    args = fresh_server_parser(__doc__, "gcs", quick="64 MiB and 200 small objects").parse_args()
+    args = peers.fresh_server_parser(__doc__, "gcs", quick="64 MiB and 200 small objects").parse_args()
     size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
-    title = fresh_server_title("GCS", "gcp-storage-emulator, in memory", args)
+    title = peers.fresh_server_title("GCS", "gcp-storage-emulator, in memory", args)
     with random_file(size) as source:
-        print(run_fresh_server_cases(cases(size, count, source), args, title, _run_on_fresh_server))
+        print(peers.run_fresh_server_cases(cases(size, count, source), args, title, _run_on_fresh_server))
 
 
 if __name__ == "__main__":

@@ -38,19 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from benchmarks import peers
 from benchmarks.harness import Case, MiB, Result, chunks, random_file, read_loop
-from benchmarks.peers import (
-    Peer,
-    fresh_server_parser,
-    fresh_server_title,
-    large_cases,
-    run_fresh_server_cases,
-    run_prepared,
-    setup_size,
-    small_cases,
-    small_names,
-    time_small_ops,
-)
 
 BUFFER = 8 * MiB
 #: The driver's defaults, given to oss2's resumable transfers too (equal settings).
@@ -241,7 +230,7 @@ _LARGE = {
 def small(impl: str, op: str, count: int, endpoint: str) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
     put, get = _small_impl(impl, endpoint)
-    return time_small_ops(op, small_names(impl, count), os.urandom(4096), put, get)
+    return peers.time_small_ops(op, peers.small_names(impl, count), os.urandom(4096), put, get)
 
 
 def _small_impl(impl: str, endpoint: str) -> tuple[Any, Any]:
@@ -309,7 +298,7 @@ class _ServerProcess:
 
 # ---------------------------------------------------------------------- cases and main
 
-_PEERS: list[Peer] = [
+_PEERS: list[peers.Peer] = [
     (
         "blobdrivers",
         "blobdrivers oss (10 MiB parts, 8 in flight)",
@@ -325,7 +314,7 @@ _PEERS: list[Peer] = [
     ("ossfs", "ossfs put_file / open+readinto", "oss2 defaults: 10 MiB parts, 1 thread", "5 MiB readahead blocks"),
 ]
 _STREAMED = [("blobdrivers-stream", "blobdrivers oss, a stream of unknown size", "10 MiB parts, 8 in flight")]
-_SMALL_PEERS: list[Peer] = [
+_SMALL_PEERS: list[peers.Peer] = [
     ("blobdrivers", "blobdrivers oss", "Content-MD5 sent", ""),
     ("oss2", "oss2 put_object/get_object", "", ""),
     ("ossfs", "ossfs pipe_file/cat_file", "", ""),
@@ -336,32 +325,32 @@ def cases(size: int, count: int, source: str) -> list[Case]:
     """The cases; the endpoint is filled in per run by :func:`_run_on_fresh_server` (each run gets a fresh server)."""
     raw_notes = ("one V1-signed PUT streaming the file", "one V1-signed GET")
     return [
-        *large_cases(_MODULE, size, raw_notes, _PEERS, source=source, streamed=_STREAMED),
-        *small_cases(_MODULE, count, ("", ""), _SMALL_PEERS),
+        *peers.large_cases(_MODULE, size, raw_notes, _PEERS, source=source, streamed=_STREAMED),
+        *peers.small_cases(_MODULE, count, ("", ""), _SMALL_PEERS),
     ]
 
 
 def _run_on_fresh_server(case: Case) -> Result:
     server = _ServerProcess()
     try:
-        prepare = f"{_MODULE}:prepare" if setup_size(case) else None  # the server's bucket exists from the start
-        return run_prepared(case, {"endpoint": server.endpoint}, prepare)
+        prepare = f"{_MODULE}:prepare" if peers.setup_size(case) else None  # the server's bucket exists from the start
+        return peers.run_prepared(case, {"endpoint": server.endpoint}, prepare)
     finally:
         server.stop()
 
 
 def main() -> None:
     """Run every case against its own fresh OSS-protocol server and print the markdown table."""
-    parser = fresh_server_parser(__doc__, "oss", quick="64 MiB and 200 small objects")
+    parser = peers.fresh_server_parser(__doc__, "oss", quick="64 MiB and 200 small objects")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve()
         return
     size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
-    title = fresh_server_title("OSS", "tests/servers/oss.py, pure Python", args)
+    title = peers.fresh_server_title("OSS", "tests/servers/oss.py, pure Python", args)
     with random_file(size) as source:
-        print(run_fresh_server_cases(cases(size, count, source), args, title, _run_on_fresh_server))
+        print(peers.run_fresh_server_cases(cases(size, count, source), args, title, _run_on_fresh_server))
 
 
 if __name__ == "__main__":
