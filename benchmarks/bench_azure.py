@@ -14,16 +14,15 @@ compare rows against each other and against the raw row, not against Azure.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, ChunkFile, MiB, Result, Sink, chunks, read_loop, run, run_all
+from benchmarks import peers
+from benchmarks.harness import Case, ChunkFile, MiB, Result, Sink, chunks, read_loop
 
 BUFFER = 8 * MiB
 CONCURRENCY = 8
@@ -186,10 +185,7 @@ def _large_raw(endpoint: str, account: str, key: str, container: str) -> dict[st
         assert response.status == 201, response.status
 
     def get(name: str, size: int) -> None:
-        response = pool.request("GET", f"{base}/{name}?{token}", preload_content=False)
-        assert response.status == 200, response.status
-        read_loop(response.readinto, size)
-        response.release_conn()
+        peers.stream_get(pool, f"{base}/{name}?{token}", size)
 
     return {"put": put, "get": get}
 
@@ -209,22 +205,13 @@ _LARGE = {
 
 def small(impl: str, op: str, count: int, endpoint: str, account: str, key: str, container: str) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
-    payload = os.urandom(4096)
-    prefix = f"small-{impl}-{uuid.uuid4().hex[:8]}"
-    names = [f"{prefix}/d{i % 16}/obj{i}" for i in range(count)]
+    names = peers.small_names(impl, count)
     put, get = _small_impl(impl, endpoint, account, key, container)
-    if op == "get":
-        for name in names:
-            put(name, payload)
-    call = (lambda name: put(name, payload)) if op == "put" else get
-    started = time.perf_counter()
-    for name in names:
-        call(name)
-    seconds = time.perf_counter() - started
+    timed = peers.time_small_ops(op, names, os.urandom(4096), put, get)
     client = _container_client(endpoint, account, key, container)
     for start in range(0, count, 256):
         client.delete_blobs(*names[start : start + 256])
-    return {"seconds": seconds, "ops": count}
+    return timed
 
 
 def _small_impl(impl: str, endpoint: str, account: str, key: str, container: str) -> tuple[Any, Any]:
@@ -296,65 +283,31 @@ _PEERS = [
 
 def cases(sizes: list[int], count: int) -> list[Case]:
     """The cases; :func:`_run_on_fresh_server` fills in the server parameters (a fresh Azurite per run)."""
-    out: list[Case] = []
-    for size in sizes:
-        label = f"{size // MiB} MiB" if size < 1024 * MiB else f"{size // (1024 * MiB)} GiB"
-        for op in ("put", "get"):
-            raw_note = "one streamed PUT (Put Blob), SAS URL" if op == "put" else "one GET, SAS URL"
-            args = {"op": op, "size": size}
-            out.append(
-                Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note)
-            )
-            out += [
-                Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, note)
-                for impl, name, note in _PEERS
-            ]
-    for op in ("put", "get"):
-        args = {"op": op, "count": count}
-        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True))
-        out += [
-            Case(f"{op} 4 KiB", name, f"{_MODULE}:small", {"impl": impl, **args})
-            for impl, name, _ in _PEERS
-            if impl != "blobdrivers16"
-        ]
-    return out
+    raw_notes = ("one streamed PUT (Put Blob), SAS URL", "one GET, SAS URL")
+    large_peers: list[peers.Peer] = [(impl, name, note, note) for impl, name, note in _PEERS]
+    small_peers: list[peers.Peer] = [(impl, name, "", "") for impl, name, _ in _PEERS if impl != "blobdrivers16"]
+    large = [case for size in sizes for case in peers.large_cases(_MODULE, size, raw_notes, large_peers)]
+    return [*large, *peers.small_cases(_MODULE, count, ("", ""), small_peers)]
 
 
 def _run_on_fresh_server(case: Case, start_azurite: Any) -> Result:
     server = start_azurite()
     try:
-        container = f"bench-{uuid.uuid4().hex[:12]}"
-        # Set-up runs in a child too: a child's peak RSS starts from this process'
-        # at fork time, so this one must stay small (no SDK, no upload buffers).
-        wanted = case.kwargs["size"] if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
-        setup = run(Case("setup", "setup", f"{_MODULE}:prepare", {"size": wanted, **_server_kwargs(server, container)}))
-        if setup.error:
-            raise RuntimeError(f"set-up failed: {setup.error}")
-        kwargs = {**case.kwargs, **_server_kwargs(server, container)}
-        return run(Case(case.operation, case.peer, case.target, kwargs, case.baseline, case.note))
+        where = _server_kwargs(server, f"bench-{uuid.uuid4().hex[:12]}")
+        return peers.run_prepared(case, where, f"{_MODULE}:prepare")  # the set-up creates the container
     finally:
         server.stop()
 
 
 def main() -> None:
     """Run every case against its own fresh Azurite and print the markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="256 MiB only and 200 small objects")
-    parser.add_argument("--out", default="benchmarks/results/azure.json")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best is reported (default 2)")
-    args = parser.parse_args()
+    args = peers.fresh_server_parser(__doc__, "azure", quick="256 MiB only and 200 small objects").parse_args()
     sizes, count = ([256 * MiB], 200) if args.quick else ([256 * MiB, 1024 * MiB], 1000)
-    title = f"Azure Blob (Azurite, in memory, a fresh server per run, best of {args.repeat})" + (
-        " --quick" if args.quick else ""
-    )
+    title = peers.fresh_server_title("Azure Blob", "Azurite, in memory", args)
     from tests.servers.local import start_azurite
 
     runner = functools.partial(_run_on_fresh_server, start_azurite=start_azurite)
-    print(
-        run_all(
-            cases(sizes, count), title=title, out=Path(args.out), repeat=max(1, args.repeat), runner=runner, best=True
-        )
-    )
+    print(peers.run_fresh_server_cases(cases(sizes, count), args, title, runner))
 
 
 if __name__ == "__main__":

@@ -18,18 +18,18 @@ table says so.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from benchmarks.harness import run_meta, write_results
 
 BLOBS = 100
 OUT = Path(__file__).resolve().parent / "results" / "blobstore.json"
@@ -176,15 +176,7 @@ def main() -> None:
 
         title = f"BlobStore.stat latency, {backend}, {BLOBS} blobs, {calls:,} calls per case"
         markdown = table(rows, title)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "title": title,
-            "when": time.strftime("%Y-%m-%d %H:%M"),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "backend": backend,
-        }
-        OUT.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in rows]}, indent=2))
+        write_results(OUT, {**run_meta(title), "backend": backend}, rows)
         print()
         print(markdown)
     finally:

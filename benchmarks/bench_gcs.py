@@ -20,15 +20,14 @@ concatenation; compare rows with each other and with the raw row, not with GCS.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, Sink, chunks, random_file, read_loop, run, run_all
+from benchmarks import peers
+from benchmarks.harness import Case, MiB, Result, Sink, chunks, random_file, read_loop
 
 BUFFER = 8 * MiB
 _MODULE = "benchmarks.bench_gcs"
@@ -153,10 +152,7 @@ def _large_raw(endpoint: str, bucket: str) -> dict[str, Any]:
             _raw_put(pool, endpoint, bucket, name, file, size)
 
     def get(name: str, size: int) -> None:
-        response = pool.request("GET", _raw_get_url(endpoint, bucket, name), preload_content=False)
-        assert response.status == 200, response.status
-        read_loop(response.readinto, size)
-        response.release_conn()
+        peers.stream_get(pool, _raw_get_url(endpoint, bucket, name), size)
 
     return {"put": put, "get": get}
 
@@ -176,18 +172,8 @@ _LARGE = {
 
 def small(impl: str, op: str, count: int, endpoint: str, bucket: str) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
-    payload = os.urandom(4096)
-    prefix = f"small-{impl}-{uuid.uuid4().hex[:8]}"
-    names = [f"{prefix}/d{i % 16}/obj{i}" for i in range(count)]
     put, get = _small_impl(impl, endpoint, bucket)
-    if op == "get":
-        for name in names:
-            put(name, payload)
-    call = (lambda name: put(name, payload)) if op == "put" else get
-    started = time.perf_counter()
-    for name in names:
-        call(name)
-    return {"seconds": time.perf_counter() - started, "ops": count}
+    return peers.time_small_ops(op, peers.small_names(impl, count), os.urandom(4096), put, get)
 
 
 def _small_impl(impl: str, endpoint: str, bucket: str) -> tuple[Any, Any]:
@@ -234,8 +220,7 @@ def prepare(size: int, endpoint: str, bucket: str) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- cases and main
 
-#: (implementation, row name, put note, get note)
-_PEERS = [
+_PEERS: list[peers.Peer] = [
     ("blobdrivers", "blobdrivers gcs", "one resumable request (known size)", "one streamed GET, CRC32C checked"),
     (
         "sdk",
@@ -249,46 +234,20 @@ _STREAMED = [
     ("blobdrivers-stream", "blobdrivers gcs, a stream of unknown size", "16 MiB resumable chunks (default)"),
     ("blobdrivers-stream64", "blobdrivers gcs, a stream, chunksize=64MiB", "64 MiB resumable chunks"),
 ]
+_SMALL_PEERS: list[peers.Peer] = [
+    ("blobdrivers", "blobdrivers gcs", "multipart with the CRC32C in its metadata", ""),
+    ("sdk", "google-cloud-storage upload_from_string/download_as_bytes", "", ""),
+    ("gcsfs", "gcsfs pipe_file/cat_file", "", ""),
+]
 
 
 def cases(size: int, count: int, source: str) -> list[Case]:
     """The cases; the server is filled in per case by :func:`_run_on_fresh_server` (each gets a fresh emulator)."""
-    label = f"{size // MiB} MiB"
-    out: list[Case] = []
-    for op in ("put", "get"):
-        raw_note = "one POST uploadType=media streaming the file" if op == "put" else "one GET alt=media"
-        args: dict[str, Any] = {"op": op, "size": size, **({"source": source} if op == "put" else {})}
-        out.append(Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note))
-        out += [
-            Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, put if op == "put" else get)
-            for impl, name, put, get in _PEERS
-        ]
-        if op == "put":
-            out += [
-                Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, note)
-                for impl, name, note in _STREAMED
-            ]
-    small_names = {
-        "blobdrivers": "blobdrivers gcs",
-        "sdk": "google-cloud-storage upload_from_string/download_as_bytes",
-        "gcsfs": "gcsfs pipe_file/cat_file",
-    }
-    for op in ("put", "get"):
-        args = {"op": op, "count": count}
-        note = "uploadType=media, no checksum" if op == "put" else ""
-        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True, note))
-        mine = "multipart with the CRC32C in its metadata" if op == "put" else ""
-        out += [
-            Case(
-                f"{op} 4 KiB",
-                name,
-                f"{_MODULE}:small",
-                {"impl": impl, **args},
-                note=mine if impl == "blobdrivers" else "",
-            )
-            for impl, name in small_names.items()
-        ]
-    return out
+    raw_notes = ("one POST uploadType=media streaming the file", "one GET alt=media")
+    return [
+        *peers.large_cases(_MODULE, size, raw_notes, _PEERS, source=source, streamed=_STREAMED),
+        *peers.small_cases(_MODULE, count, ("uploadType=media, no checksum", ""), _SMALL_PEERS),
+    ]
 
 
 def _run_on_fresh_server(case: Case) -> Result:
@@ -296,44 +255,19 @@ def _run_on_fresh_server(case: Case) -> Result:
 
     server = start_gcs()
     try:
-        bucket = f"bench-{uuid.uuid4().hex[:12]}"
-        # Set-up runs in a child too, so this process stays small (a child's peak RSS
-        # starts from its parent's at fork time).
-        wanted = case.kwargs["size"] if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
-        setup = run(
-            Case(
-                "setup", "setup", f"{_MODULE}:prepare", {"size": wanted, "endpoint": server.endpoint, "bucket": bucket}
-            )
-        )
-        if setup.error:
-            raise RuntimeError(f"set-up failed: {setup.error}")
-        kwargs = {**case.kwargs, "endpoint": server.endpoint, "bucket": bucket}
-        return run(Case(case.operation, case.peer, case.target, kwargs, case.baseline, case.note))
+        where = {"endpoint": server.endpoint, "bucket": f"bench-{uuid.uuid4().hex[:12]}"}
+        return peers.run_prepared(case, where, f"{_MODULE}:prepare")  # the set-up creates the bucket
     finally:
         server.stop()
 
 
 def main() -> None:
     """Run every case against its own fresh emulator and print the markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="64 MiB and 200 small objects")
-    parser.add_argument("--out", default="benchmarks/results/gcs.json")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best is reported (default 2)")
-    args = parser.parse_args()
+    args = peers.fresh_server_parser(__doc__, "gcs", quick="64 MiB and 200 small objects").parse_args()
     size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
-    title = f"GCS (gcp-storage-emulator, in memory, a fresh server per run, best of {args.repeat})" + (
-        " --quick" if args.quick else ""
-    )
+    title = peers.fresh_server_title("GCS", "gcp-storage-emulator, in memory", args)
     with random_file(size) as source:
-        table_ = run_all(
-            cases(size, count, source),
-            title=title,
-            out=Path(args.out),
-            repeat=max(1, args.repeat),
-            runner=_run_on_fresh_server,
-            best=True,
-        )
-    print(table_)
+        print(peers.run_fresh_server_cases(cases(size, count, source), args, title, _run_on_fresh_server))
 
 
 if __name__ == "__main__":

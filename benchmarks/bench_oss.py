@@ -34,12 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.harness import Case, MiB, Result, chunks, random_file, read_loop, run, run_all
+from benchmarks import peers
+from benchmarks.harness import Case, MiB, Result, chunks, random_file, read_loop
 
 BUFFER = 8 * MiB
 #: The driver's defaults, given to oss2's resumable transfers too (equal settings).
@@ -229,18 +229,8 @@ _LARGE = {
 
 def small(impl: str, op: str, count: int, endpoint: str) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
-    payload = os.urandom(4096)
-    prefix = f"small-{impl}-{uuid.uuid4().hex[:8]}"
-    names = [f"{prefix}/d{i % 16}/obj{i}" for i in range(count)]
     put, get = _small_impl(impl, endpoint)
-    if op == "get":
-        for name in names:
-            put(name, payload)
-    call = (lambda name: put(name, payload)) if op == "put" else get
-    started = time.perf_counter()
-    for name in names:
-        call(name)
-    return {"seconds": time.perf_counter() - started, "ops": count}
+    return peers.time_small_ops(op, peers.small_names(impl, count), os.urandom(4096), put, get)
 
 
 def _small_impl(impl: str, endpoint: str) -> tuple[Any, Any]:
@@ -308,8 +298,7 @@ class _ServerProcess:
 
 # ---------------------------------------------------------------------- cases and main
 
-#: (implementation, row name, put note, get note)
-_PEERS = [
+_PEERS: list[peers.Peer] = [
     (
         "blobdrivers",
         "blobdrivers oss (10 MiB parts, 8 in flight)",
@@ -324,85 +313,44 @@ _PEERS = [
     ),
     ("ossfs", "ossfs put_file / open+readinto", "oss2 defaults: 10 MiB parts, 1 thread", "5 MiB readahead blocks"),
 ]
+_STREAMED = [("blobdrivers-stream", "blobdrivers oss, a stream of unknown size", "10 MiB parts, 8 in flight")]
+_SMALL_PEERS: list[peers.Peer] = [
+    ("blobdrivers", "blobdrivers oss", "Content-MD5 sent", ""),
+    ("oss2", "oss2 put_object/get_object", "", ""),
+    ("ossfs", "ossfs pipe_file/cat_file", "", ""),
+]
 
 
 def cases(size: int, count: int, source: str) -> list[Case]:
     """The cases; the endpoint is filled in per run by :func:`_run_on_fresh_server` (each run gets a fresh server)."""
-    label = f"{size // MiB} MiB"
-    out: list[Case] = []
-    for op in ("put", "get"):
-        raw_note = "one V1-signed PUT streaming the file" if op == "put" else "one V1-signed GET"
-        args: dict[str, Any] = {"op": op, "size": size, **({"source": source} if op == "put" else {})}
-        out.append(Case(f"{op} {label}", "raw urllib3", f"{_MODULE}:large", {"impl": "raw", **args}, True, raw_note))
-        out += [
-            Case(f"{op} {label}", name, f"{_MODULE}:large", {"impl": impl, **args}, False, put if op == "put" else get)
-            for impl, name, put, get in _PEERS
-        ]
-        if op == "put":
-            out.append(
-                Case(
-                    f"{op} {label}",
-                    "blobdrivers oss, a stream of unknown size",
-                    f"{_MODULE}:large",
-                    {"impl": "blobdrivers-stream", **args},
-                    False,
-                    "10 MiB parts, 8 in flight",
-                )
-            )
-    small_names = {
-        "blobdrivers": ("blobdrivers oss", "Content-MD5 sent", ""),
-        "oss2": ("oss2 put_object/get_object", "", ""),
-        "ossfs": ("ossfs pipe_file/cat_file", "", ""),
-    }
-    for op in ("put", "get"):
-        args = {"op": op, "count": count}
-        out.append(Case(f"{op} 4 KiB", "raw urllib3", f"{_MODULE}:small", {"impl": "raw", **args}, True))
-        out += [
-            Case(f"{op} 4 KiB", name, f"{_MODULE}:small", {"impl": impl, **args}, note=put if op == "put" else get)
-            for impl, (name, put, get) in small_names.items()
-        ]
-    return out
+    raw_notes = ("one V1-signed PUT streaming the file", "one V1-signed GET")
+    return [
+        *peers.large_cases(_MODULE, size, raw_notes, _PEERS, source=source, streamed=_STREAMED),
+        *peers.small_cases(_MODULE, count, ("", ""), _SMALL_PEERS),
+    ]
 
 
 def _run_on_fresh_server(case: Case) -> Result:
     server = _ServerProcess()
     try:
-        wanted = case.kwargs["size"] if case.target.endswith(":large") and case.kwargs["op"] == "get" else 0
-        if wanted:
-            setup = run(Case("setup", "setup", f"{_MODULE}:prepare", {"size": wanted, "endpoint": server.endpoint}))
-            if setup.error:
-                raise RuntimeError(f"set-up failed: {setup.error}")
-        kwargs = {**case.kwargs, "endpoint": server.endpoint}
-        return run(Case(case.operation, case.peer, case.target, kwargs, case.baseline, case.note))
+        prepare = f"{_MODULE}:prepare" if peers.setup_size(case) else None  # the server's bucket exists from the start
+        return peers.run_prepared(case, {"endpoint": server.endpoint}, prepare)
     finally:
         server.stop()
 
 
 def main() -> None:
     """Run every case against its own fresh OSS-protocol server and print the markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="64 MiB and 200 small objects")
-    parser.add_argument("--out", default="benchmarks/results/oss.json")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best is reported (default 2)")
+    parser = peers.fresh_server_parser(__doc__, "oss", quick="64 MiB and 200 small objects")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve()
         return
     size, count = (64 * MiB, 200) if args.quick else (256 * MiB, 1000)
-    title = f"OSS (tests/servers/oss.py, pure Python, a fresh server per run, best of {args.repeat})" + (
-        " --quick" if args.quick else ""
-    )
+    title = peers.fresh_server_title("OSS", "tests/servers/oss.py, pure Python", args)
     with random_file(size) as source:
-        table_ = run_all(
-            cases(size, count, source),
-            title=title,
-            out=Path(args.out),
-            repeat=max(1, args.repeat),
-            runner=_run_on_fresh_server,
-            best=True,
-        )
-    print(table_)
+        print(peers.run_fresh_server_cases(cases(size, count, source), args, title, _run_on_fresh_server))
 
 
 if __name__ == "__main__":

@@ -27,16 +27,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Case, MiB, run_all
+from benchmarks.peers import moto_endpoint
 
 REGION = "us-east-1"
 KEY_ID = "testing"
@@ -287,17 +286,6 @@ def check_cases(endpoint: str, small: str, bucket: str, count: int) -> list[Case
     ]
 
 
-def _moto() -> Iterator[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.servers.local import start_moto
-
-    server = start_moto(in_process=False)
-    try:
-        yield server.endpoint_url
-    finally:
-        server.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1,000 small and 4 large objects")
@@ -319,7 +307,7 @@ def main() -> None:
             _write_tree(small, count, SMALL, folders=100)
         if "large" in parts:
             _write_tree(large, large_count, 64 * MiB, folders=1)
-        for endpoint in _moto():
+        with moto_endpoint() as endpoint:
             if parts & {"small", "large"}:
                 print(
                     run_all(
@@ -329,17 +317,16 @@ def main() -> None:
                         repeat=args.repeat,
                     )
                 )
-            if "check" not in parts:
-                continue
-            bucket = _seed_bucket(endpoint, small)
-            print(
-                run_all(
-                    check_cases(endpoint, small, bucket, count),
-                    title=f"Replication filesystem -> S3 on moto: missing check of {count:,} synced objects",
-                    out=Path(args.out + "-check.json"),
-                    repeat=args.repeat,
+            if "check" in parts:
+                bucket = _seed_bucket(endpoint, small)
+                print(
+                    run_all(
+                        check_cases(endpoint, small, bucket, count),
+                        title=f"Replication filesystem -> S3 on moto: missing check of {count:,} synced objects",
+                        out=Path(args.out + "-check.json"),
+                        repeat=args.repeat,
+                    )
                 )
-            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Case, ChunkFile, MiB, Sink, chunks, run_all
+from benchmarks.harness import Case, ChunkFile, MiB, Sink, chunks, read_loop, run_all
+from benchmarks.peers import moto_endpoint, time_small_ops
 
 BUFFER = 8 * MiB
 REGION = "us-east-1"
@@ -72,14 +71,6 @@ def _raw_put(endpoint: str, bucket: str, key: str, body: Any, size: int) -> None
 def _seed(endpoint: str, bucket: str, key: str, size: int) -> None:
     """Create the object to read with a streamed raw PUT (so set-up adds nothing to the client's RSS)."""
     _raw_put(endpoint, bucket, key, chunks(size, BUFFER), size)
-
-
-def _drain(readinto: Any, size: int) -> None:
-    buffer = memoryview(bytearray(BUFFER))
-    total = 0
-    while got := readinto(buffer):
-        total += got
-    assert total == size, (total, size)
 
 
 def _timed(run: Any, size: int) -> dict[str, float]:
@@ -170,7 +161,7 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
 
         def read() -> None:
             response = http.request("GET", f"{endpoint}/{bucket}/blob", preload_content=False)
-            _drain(response.readinto, size)
+            read_loop(response.readinto, size)
             response.release_conn()
 
         return _timed(read, size)
@@ -180,7 +171,7 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
 
         def stream() -> None:
             with store.stream("/blob") as reader:
-                _drain(reader.readinto, size)
+                read_loop(reader.readinto, size)
 
         return _timed(stream, size)
     if impl == "boto3":
@@ -194,7 +185,7 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
 
         def read_s3fs() -> None:
             with fs.open(f"{bucket}/blob", "rb", block_size=BUFFER) as source:
-                _drain(source.readinto, size)
+                read_loop(source.readinto, size)
 
         return _timed(read_s3fs, size)
     if impl == "obstore":
@@ -216,17 +207,13 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
 def small_ops(impl: str, op: str, endpoint: str, count: int) -> dict[str, float]:
     """``count`` sequential puts or gets of 4 KiB objects under distinct names."""
     bucket = _fresh_bucket(endpoint)
-    payload = os.urandom(SMALL)
-    names = [f"d{i % 16}/obj{i}" for i in range(count)]
+    names = [f"d{i % 16}/obj{i}" for i in range(count)]  # a fresh bucket: no prefix needed
     put, get = _small_impl(impl, endpoint, bucket)
-    if op == "get":
-        for name in names:
-            _raw_put(endpoint, bucket, name, payload, SMALL)
-    call = {"put": lambda name: put(name, payload), "get": get}[op]
-    started = time.perf_counter()
-    for name in names:
-        call(name)
-    return {"seconds": time.perf_counter() - started, "ops": count}
+
+    def fill(name: str, data: bytes) -> None:
+        _raw_put(endpoint, bucket, name, data, SMALL)
+
+    return time_small_ops(op, names, os.urandom(SMALL), put, get, fill=fill)
 
 
 def _small_impl(impl: str, endpoint: str, bucket: str) -> tuple[Any, Any]:
@@ -330,17 +317,6 @@ def cases(endpoint: str, size: int, count: int) -> list[Case]:
     return out
 
 
-def _moto() -> Iterator[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.servers.local import start_moto
-
-    server = start_moto(in_process=False)
-    try:
-        yield server.endpoint_url
-    finally:
-        server.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="256 MiB objects instead of 1 GiB")
@@ -350,7 +326,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/s3.json")
     args = parser.parse_args()
     size = (args.size_mib or (256 if args.quick else 1024)) * MiB
-    for endpoint in _moto():
+    with moto_endpoint() as endpoint:
         table = run_all(
             cases(endpoint, size, args.count),
             title=f"S3 on moto ({size // MiB} MiB, {args.count} x 4 KiB)",

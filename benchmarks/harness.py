@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,17 +181,24 @@ def run_all(
         )
         if base and not base.error and not result.error:
             result.ratio = (_value(result) or 0) / (_value(base) or 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
+    write_results(out, {**run_meta(title), "repeat": repeat, "pick": "best" if best else "median"}, results)
+    return table(results, title)
+
+
+def run_meta(title: str) -> dict[str, Any]:
+    """What a results file's ``meta`` starts with: the title, when, which Python and how many CPUs."""
+    return {
         "title": title,
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "repeat": repeat,
-        "pick": "best" if best else "median",
     }
+
+
+def write_results(out: Path, meta: dict[str, Any], results: Sequence[Any]) -> None:
+    """Write ``{"meta": meta, "results": [...]}`` (each result a dataclass) as indented JSON to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
-    return table(results, title)
 
 
 def _pick(attempts: list[Result], *, best: bool) -> Result:

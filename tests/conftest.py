@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -76,52 +76,43 @@ def unique_name(prefix: str = "test") -> str:
 # --------------------------------------------------------------------------- servers
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+_Server = TypeVar("_Server", bound=_Stoppable)
+
+
+def _serving(name: str, start: Callable[[], _Server]) -> Iterator[_Server]:
+    """Start a session's server with ``start``, yield it and stop it; one that cannot start fails or skips."""
     try:
-        server = start_moto()
+        server = start()
     except ServerUnavailable as exc:
-        require("moto (S3)", exc.reason)
+        require(name, exc.reason)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    yield from _serving("moto (S3)", start_moto)
 
 
 @pytest.fixture(scope="session")
 def azurite_server() -> Iterator[AzuriteServer]:
-    try:
-        server = start_azurite()
-    except ServerUnavailable as exc:
-        require("Azurite (Azure Blob)", exc.reason)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving("Azurite (Azure Blob)", start_azurite)
 
 
 @pytest.fixture(scope="session")
 def gcs_server() -> Iterator[GcsServer]:
-    try:
-        server = start_gcs()
-    except ServerUnavailable as exc:
-        require("gcp-storage-emulator (GCS)", exc.reason)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving("gcp-storage-emulator (GCS)", start_gcs)
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    try:
-        server = start_redis()
-    except ServerUnavailable as exc:
-        require("redis-server", exc.reason)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving("redis-server", start_redis)
 
 
 @pytest.fixture

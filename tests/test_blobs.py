@@ -48,6 +48,8 @@ from blobdrivers.conditions import Conditions
 from blobdrivers.driver import CallEvent, StorageDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import DriverNotFoundError, PathNotFoundError, UnsupportedMethodError
+from blobdrivers.testing.helpers import payload
+from tests.network import s3_params
 from tests.servers.local import in_ci, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,10 +60,6 @@ S3_CHUNK = 5 * MiB  # moto enforces S3's 5 MiB minimum for every part but the la
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def payload(size: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(size)
 
 
 # --------------------------------------------------------------------------- drivers
@@ -77,15 +75,7 @@ class Backend:
 
 
 def s3_driver(moto_server: Any, bucket: str, **extra: Any) -> StorageDriver:
-    params = {
-        "bucket": bucket,
-        "regionendpoint": moto_server.endpoint_url,
-        "accesskey": moto_server.credentials["aws_access_key_id"],
-        "secretkey": moto_server.credentials["aws_secret_access_key"],
-        "region": moto_server.region,
-        "chunksize": S3_CHUNK,
-        **extra,
-    }
+    params = {**s3_params(moto_server, bucket), "chunksize": S3_CHUNK, **extra}
     try:
         return blobdrivers.create("s3", params)
     except (DriverNotFoundError, ImportError) as exc:

@@ -20,6 +20,7 @@ from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import StorageError
 from blobdrivers.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
+from blobdrivers.testing.helpers import payload
 
 COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync"]
 MiB = 1024 * 1024
@@ -56,10 +57,6 @@ def local(tmp_path: Path, name: str, data: bytes) -> str:
     path = tmp_path / name
     path.write_bytes(data)
     return str(path)
-
-
-def payload(size: int) -> bytes:
-    return os.urandom(size)
 
 
 # ---------------------------------------------------------------------- parser, help, usage errors

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import random
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -49,6 +48,7 @@ from blobdrivers.errors import PathNotFoundError, StorageError
 from blobdrivers.params import KiB, MiB
 from blobdrivers.paths import to_key as paths_key
 from blobdrivers.testing.faultproxy import MODES, FaultProxy
+from blobdrivers.testing.helpers import payload
 from tests.proxied import BUILDERS, Harness
 from tests.scale import SCALE
 
@@ -73,11 +73,10 @@ SUMMARY: list[dict[str, Any]] = []
 # --------------------------------------------------------------------------- harness (tests/proxied.py)
 
 
-@pytest.fixture(scope="module")
-def payload() -> bytes:
-    """256 MiB of seeded random bytes (every part distinct, so a misplaced part changes the digest)."""
-    rng = random.Random(20240601)
-    return b"".join(rng.randbytes(MiB) for _ in range(BIG // MiB))
+@pytest.fixture(scope="module", name="payload")
+def big_payload() -> bytes:
+    """256 MiB of seeded incompressible bytes (every part distinct, so a misplaced part changes the digest)."""
+    return payload(BIG, seed=20240601)
 
 
 @pytest.fixture(scope="module", autouse=True)

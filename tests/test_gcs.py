@@ -14,12 +14,10 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
-import http.server
 import io
 import json
 import logging
 import pickle
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -52,6 +50,8 @@ from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.faultproxy import FaultProxy, gcs_error
 from blobdrivers.testing.helpers import payload as _payload
 from tests.proxied import MISSING_BUCKET, faulty_driver_hook
+from tests.servers.google_auth import TokenEndpoint
+from tests.servers.google_auth import service_account as make_service_account
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
@@ -1084,56 +1084,16 @@ def test_session_uris_and_signatures_never_reach_a_log_line(
 # ---------------------------------------------------------------------- signed URLs
 
 
-class _TokenHandler(http.server.BaseHTTPRequestHandler):
-    """A stand-in for oauth2.googleapis.com/token: any signed JWT grant gets a token."""
-
-    hits = 0
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        type(self).hits += 1
-        body = json.dumps({"access_token": "fake-token", "expires_in": 3600, "token_type": "Bearer"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+@pytest.fixture
+def token_server() -> Iterator[TokenEndpoint]:
+    with TokenEndpoint() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
-def token_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/token"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def service_account(token_server: str) -> tuple[dict[str, str], Any]:
-    """A throwaway service-account key (generated here, never used anywhere else) and its public key."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "test-project",
-        "private_key_id": "throwaway",
-        "private_key": pem,
-        "client_email": "signer@test-project.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": token_server,
-    }
+def service_account(token_server: TokenEndpoint) -> tuple[dict[str, str], Any]:
+    """A throwaway service-account key granted tokens by ``token_server``, and its public key."""
+    info, key = make_service_account(token_server.url)
     return info, key.public_key()
 
 
@@ -1159,7 +1119,7 @@ def _verify_v4_signature(url: str, method: str, public_key: Any) -> dict[str, st
 
 
 def test_signed_urls_with_a_service_account_key(
-    gcs_server: GcsServer, bucket: str, service_account: tuple[dict[str, str], Any]
+    gcs_server: GcsServer, bucket: str, service_account: tuple[dict[str, str], Any], token_server: TokenEndpoint
 ) -> None:
     from cryptography.exceptions import InvalidSignature
 
@@ -1167,7 +1127,7 @@ def test_signed_urls_with_a_service_account_key(
     driver = GCSDriver(bucket=bucket, endpoint=gcs_server.endpoint, credentials=info, chunksize=CHUNK)
     assert "PRIVATE KEY" not in repr(driver)
     driver.put("/signed/blob", b"signed content")
-    assert _TokenHandler.hits >= 1  # requests really went through the service-account token flow
+    assert token_server.hits >= 1  # requests really went through the service-account token flow
 
     url = driver.url_for("/signed/blob", expires_in=600)
     with _OPENER.open(url, timeout=30) as response:  # plain urllib, no credentials

@@ -44,6 +44,7 @@ from blobdrivers.replicate import (
     run_sync,
 )
 from blobdrivers.transfer import Source
+from tests.network import s3_params, server_params
 from tests.servers.local import require
 
 KiB = 1024
@@ -84,57 +85,20 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     if kind == "inmemory":
         store = f"replicate-{os.urandom(6).hex()}"
         return lambda name: InMemoryDriver(name=store, rootdirectory=name, chunksize=64 * KiB)
-    if kind == "s3":
-        moto = request.getfixturevalue("moto_server")
-        bucket = request.getfixturevalue("s3_bucket")
-        return _create_or_require(
-            "moto (S3)",
-            "s3",
-            {
-                "bucket": bucket,
-                "regionendpoint": moto.endpoint_url,
-                "accesskey": moto.credentials["aws_access_key_id"],
-                "secretkey": moto.credentials["aws_secret_access_key"],
-                "region": moto.region,
-                "chunksize": 5 * MiB,  # moto enforces S3's 5 MiB minimum part
-            },
-        )
-    if kind == "azure":
-        azurite = request.getfixturevalue("azurite_server")
-        container = request.getfixturevalue("azure_container")
-        return _create_or_require(
-            "Azurite (Azure Blob)",
-            "azure",
-            {
-                "accountname": azurite.account_name,
-                "accountkey": azurite.account_key,
-                "container": container,
-                "serviceurl": azurite.blob_endpoint,
-                "chunksize": 256 * KiB,
-            },
-        )
+    server, chunk_size = _NETWORK_BACKENDS[kind]
+    params = server_params(kind, request)
     if kind == "gcs":
-        emulator = request.getfixturevalue("gcs_server")
-        bucket = request.getfixturevalue("gcs_bucket")
-        _no_soft_delete(emulator.endpoint, bucket)
-        return _create_or_require(
-            "gcp-storage-emulator (GCS)",
-            "gcs",
-            {"bucket": bucket, "endpoint": emulator.endpoint, "project": emulator.project, "chunksize": 256 * KiB},
-        )
-    oss = request.getfixturevalue("oss_server")
-    bucket = request.getfixturevalue("oss_bucket")
-    return _create_or_require(
-        "OSS test server",
-        "oss",
-        {
-            "bucket": bucket,
-            "endpoint": oss.endpoint,
-            "accesskeyid": "test-ak",
-            "accesskeysecret": "test-sk",
-            "chunksize": 100 * KiB,  # OSS's minimum part size
-        },
-    )
+        _no_soft_delete(params["endpoint"], params["bucket"])
+    return _create_or_require(server, kind, {**params, "chunksize": chunk_size})
+
+
+#: Each network kind's server (as the fixtures name it) and its writers' chunk size.
+_NETWORK_BACKENDS = {
+    "s3": ("moto (S3)", 5 * MiB),  # moto enforces S3's 5 MiB minimum part
+    "azure": ("Azurite (Azure Blob)", 256 * KiB),
+    "gcs": ("gcp-storage-emulator (GCS)", 256 * KiB),
+    "oss": ("OSS test server", 100 * KiB),  # OSS's minimum part size
+}
 
 
 def _no_soft_delete(endpoint: str, bucket: str) -> None:
@@ -751,15 +715,7 @@ def test_same_store_copies_server_side(backend: Factory) -> None:
 
 @pytest.mark.servers
 def test_s3_same_bucket_copies_server_side_and_etag_sees_rewrites(moto_server: Any, s3_bucket: str) -> None:
-    params = {
-        "bucket": s3_bucket,
-        "regionendpoint": moto_server.endpoint_url,
-        "accesskey": moto_server.credentials["aws_access_key_id"],
-        "secretkey": moto_server.credentials["aws_secret_access_key"],
-        "region": moto_server.region,
-        "chunksize": 5 * MiB,
-    }
-    make = _create_or_require("moto (S3)", "s3", params)
+    make = _create_or_require("moto (S3)", "s3", {**s3_params(moto_server, s3_bucket), "chunksize": 5 * MiB})
     source, target = make("registry"), make("mirror")
     files = {"/tags/latest/link": b"sha256:" + b"a" * 64, "/blobs/data": os.urandom(6 * MiB)}
     fill(source, files)

@@ -11,7 +11,6 @@ driver sends instead.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import threading
 import urllib.error
@@ -33,7 +32,9 @@ from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_rules import MissingBucket
+from blobdrivers.testing.helpers import in_forked_child
 from blobdrivers.testing.helpers import payload as _payload
+from tests.network import s3_params
 from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import MotoServer
 
@@ -42,15 +43,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _params(server: MotoServer, bucket: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "bucket": bucket,
-        "regionendpoint": server.endpoint_url,
-        "region": server.region,
-        "accesskey": server.credentials["aws_access_key_id"],
-        "secretkey": server.credentials["aws_secret_access_key"],
-        "chunksize": CHUNK,
-        **extra,
-    }
+    return {**s3_params(server, bucket), "chunksize": CHUNK, **extra}
 
 
 def _uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
@@ -781,22 +774,14 @@ def test_secrets_stay_out_of_repr_and_errors(moto_server: MotoServer) -> None:
 
 def test_works_in_a_forked_child_with_a_fresh_client(s3: S3Driver) -> None:
     parent_client = s3.client
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        ok = b"0"
-        try:
-            if s3.client is not parent_client:
-                s3.put("/child", b"from child")
-                ok = b"1"
-        finally:
-            os.write(write_end, ok)
-            os._exit(0)
-    os.close(write_end)
-    outcome = os.read(read_end, 1)
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    assert outcome == b"1"
+
+    def put_with_a_fresh_client() -> bool:
+        if s3.client is parent_client:
+            return False
+        s3.put("/child", b"from child")
+        return True
+
+    assert in_forked_child(put_with_a_fresh_client)
     assert s3.get("/child") == b"from child"
     s3.delete("/child")
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import http.server
 import ipaddress
 import json
 import logging
@@ -66,6 +65,7 @@ from blobdrivers.errors import (
     UnsupportedMethodError,
 )
 from tests.network import network_driver
+from tests.servers.google_auth import TokenEndpoint, service_account
 from tests.servers.local import AzuriteServer, GcsServer, MotoServer, free_port, start_moto
 from tests.servers.oss import OssServer
 
@@ -423,60 +423,17 @@ def test_azure_never_shows_its_secrets(
 GCS_TOKEN = f"ya29.{MARK}7access-token"
 
 
-class _TokenEndpoint(http.server.BaseHTTPRequestHandler):
-    """A stand-in for Google's token endpoint: grants ``GCS_TOKEN``, or refuses every grant."""
-
-    refuse = False
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        answer: dict[str, Any]
-        if type(self).refuse:
-            status, answer = 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
-        else:
-            status, answer = 200, {"access_token": GCS_TOKEN, "expires_in": 3600, "token_type": "Bearer"}
-        body = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def _token_endpoint(refuse: bool) -> Iterator[str]:
-    handler = type("Handler", (_TokenEndpoint,), {"refuse": refuse})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/token"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """The URL of a stand-in token endpoint that grants ``GCS_TOKEN``, or refuses every grant."""
+    with TokenEndpoint(GCS_TOKEN, refuse=refuse) as endpoint:
+        yield endpoint.url
 
 
 def _service_account(token_uri: str) -> tuple[dict[str, str], list[str]]:
     """A throwaway service-account key and the distinctive lines of its private key."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "test-project",
-        "private_key_id": "key-1",
-        "private_key": pem,
-        "client_email": "signer@test-project.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": token_uri,
-    }
+    info, _ = service_account(token_uri)
+    pem = info["private_key"]
     body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
     return info, [pem, *body]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import threading
 import urllib.request
@@ -52,6 +53,29 @@ def race(count: int, fn: Callable[[int], Any]) -> list[Any]:
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(run, range(count)))
+
+
+def in_forked_child(check: Callable[[], bool]) -> bool:
+    """Run ``check`` in a forked child, which inherits this process' objects; whether it returned True there.
+
+    The child reports through a pipe and exits at once: an exception in it reads
+    as False, and it never returns into the caller's test.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        ok = b"0"
+        try:
+            if check():
+                ok = b"1"
+        finally:
+            os.write(write_end, ok)
+            os._exit(0)
+    os.close(write_end)
+    outcome = os.read(read_end, 1)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return outcome == b"1"
 
 
 class StatLoop:

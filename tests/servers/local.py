@@ -38,7 +38,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, TypeVar
 
 import pytest
 
@@ -62,6 +62,8 @@ __all__ = [
     "wait_for_http",
     "wait_for_port",
 ]
+
+_T = TypeVar("_T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO_ROOT / "tests" / "servers" / "node"
@@ -139,15 +141,8 @@ def wait_for_http(
     and speaking HTTP. When ``process`` is given and it exits meanwhile, fail at
     once. On timeout raise :class:`ServerStartError` with the process' log tail.
     """
-    label = name or (process.name if process else url)
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    last_error: BaseException | None = None
-    while True:
-        if process is not None and process.returncode is not None:
-            raise ServerStartError(
-                f"{label} exited with code {process.returncode} before answering {url}{process.describe_log()}"
-            )
+
+    def answer() -> int:
         try:
             with _OPENER.open(url, timeout=2.0) as response:
                 response.read()
@@ -155,15 +150,9 @@ def wait_for_http(
         except urllib.error.HTTPError as exc:  # an HTTP answer: the server is up
             exc.close()
             return int(exc.code)
-        except (urllib.error.URLError, OSError) as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            tail = process.describe_log() if process else ""
-            raise ServerStartError(
-                f"{label} did not answer {url} within {timeout:.1f}s (last error: {last_error!r}){tail}"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
+
+    label = name or (process.name if process else url)
+    return _poll(answer, label, f"answering {url}", f"answer {url}", timeout, process, first_delay=0.01)
 
 
 def wait_for_port(
@@ -181,31 +170,53 @@ def wait_for_port(
     With ``probe``/``expect``, also send ``probe`` and require the reply to start
     with ``expect`` (e.g. Redis ``PING`` -> ``+PONG``).
     """
+
+    def connect() -> None:
+        with socket.create_connection((host, port), timeout=1.0) as sock:
+            if probe is None:
+                return
+            sock.sendall(probe)
+            reply = sock.recv(64)
+            if expect is not None and not reply.startswith(expect):
+                raise ConnectionError(f"unexpected reply {reply!r}")
+
     label = name or (process.name if process else f"{host}:{port}")
+    where = f"{host}:{port}"
+    _poll(connect, label, f"listening on {where}", f"listen on {where}", timeout, process, first_delay=0.005)
+
+
+def _poll(
+    attempt: Callable[[], _T],
+    label: str,
+    before: str,
+    did_not: str,
+    timeout: float,
+    process: ManagedProcess | None,
+    *,
+    first_delay: float,
+) -> _T:
+    """Call ``attempt`` until it returns, backing off from ``first_delay`` to 0.2 s between tries.
+
+    An ``OSError`` from ``attempt`` means "not yet". Raise
+    :class:`ServerStartError` when ``process`` exits first ("exited ... before
+    ``before``") or ``timeout`` passes ("did not ``did_not``"), with the log tail.
+    """
     deadline = time.monotonic() + timeout
-    delay = 0.005
+    delay = first_delay
     last_error: BaseException | None = None
     while True:
         if process is not None and process.returncode is not None:
             raise ServerStartError(
-                f"{label} exited with code {process.returncode} before listening on {host}:{port}"
-                f"{process.describe_log()}"
+                f"{label} exited with code {process.returncode} before {before}{process.describe_log()}"
             )
         try:
-            with socket.create_connection((host, port), timeout=1.0) as sock:
-                if probe is None:
-                    return
-                sock.sendall(probe)
-                reply = sock.recv(64)
-                if expect is None or reply.startswith(expect):
-                    return
-                last_error = ValueError(f"unexpected reply {reply!r}")
+            return attempt()
         except OSError as exc:
             last_error = exc
         if time.monotonic() >= deadline:
             tail = process.describe_log() if process else ""
             raise ServerStartError(
-                f"{label} did not listen on {host}:{port} within {timeout:.1f}s (last error: {last_error!r}){tail}"
+                f"{label} did not {did_not} within {timeout:.1f}s (last error: {last_error!r}){tail}"
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
