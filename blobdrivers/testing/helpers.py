@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
+import random
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,13 +18,8 @@ from ..errors import PathNotFoundError
 
 
 def payload(size: int, seed: int = 0) -> bytes:
-    """Incompressible bytes of ``size``, different for each seed."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:size])
+    """Incompressible bytes of ``size``, the same for a seed on every run, different for each seed."""
+    return random.Random(seed).randbytes(size)
 
 
 def reopen(driver: StorageDriver) -> StorageDriver:
