@@ -259,8 +259,7 @@ class OSSDriver(StorageDriver):
         self._backend = _OSSBackend(self)
         self.engine = MultipartEngine(
             self._backend,
-            chunk_size=chunk_size,
-            concurrency=self.concurrency,
+            settings=self,
             copy_chunk_size=COPY_CHUNK,
             before_part=lambda key, number: self._race_point("part.upload", "/" + key, number),
         )
