@@ -31,7 +31,7 @@ from ...retry import RetryPolicy
 from ...transfer import Source
 from ...writer import WriterBackend
 from .backend import MAX_COPY, MAX_PART, MIN_PART, S3Backend, aware
-from .client import Connection
+from .client import Connection, read_retries
 from .errors import bucket_missing, code, is_not_found, is_precondition, is_stream_error, status, translate
 from .reader import quote, ranged_get, reopening, unquote
 
@@ -92,8 +92,10 @@ class S3Driver(StorageDriver):
         # CRC32 of every part and single put, checked by the service: S3 then stores composite part
         # checksums instead of hashing the whole object at completion. "none" for stores that reject them.
         self.checksums = reader.choice("checksum", True, {"crc32": True, "none": False})
-        #: Region, endpoint, TLS, credentials and botocore's retries (``retries``: attempts, R1).
-        self.connection = Connection.read(reader, params, driver=self.name)
+        #: Region, endpoint, TLS and credentials.
+        self.connection = Connection.read(reader, driver=self.name)
+        #: botocore's retry mode and the attempts of every request, the first included (``retries``).
+        self.retry_mode, self.retry_attempts = read_retries(reader, params, driver=self.name)
         reader.done()
 
         if "/" in self.bucket or not self.bucket.strip():
@@ -114,11 +116,8 @@ class S3Driver(StorageDriver):
         if self.object_acl not in ("private", "none"):
             self.write_args["ACL"] = self.object_acl
         #: The one retry policy: reopening cut bodies, re-reading a cut GET (attempts as botocore's).
-        self.retry = RetryPolicy.with_attempts(self.connection.attempts)
-        # Parallel parts of concurrent transfers share the pool; more connections than parts.
-        self._client: ProcessLocal[Any] = ProcessLocal(
-            lambda: self.connection.client(pool_size=max(10, 2 * self.concurrency))
-        )
+        self.retry = RetryPolicy.with_attempts(self.retry_attempts)
+        self._client: ProcessLocal[Any] = ProcessLocal(self._make_client)
         self._backend = S3Backend(self)
         self.engine = MultipartEngine(
             self._backend,
@@ -134,15 +133,10 @@ class S3Driver(StorageDriver):
         """The boto3 S3 client of this process (created on first use; recreated after ``fork``)."""
         return self._client.get()
 
-    @property
-    def retry_mode(self) -> str:
-        """Botocore's retry mode (legacy, standard, adaptive), from ``retries``."""
-        return self.connection.retry_mode
-
-    @property
-    def retry_attempts(self) -> int:
-        """Attempts per request, the first included (``retries``)."""
-        return self.connection.attempts
+    def _make_client(self) -> Any:
+        # Parallel parts of concurrent transfers share the pool; more connections than parts.
+        pool_size = max(10, 2 * self.concurrency)
+        return self.connection.client(pool_size=pool_size, retry_mode=self.retry_mode, attempts=self.retry_attempts)
 
     def _hidden_prefix(self) -> str:
         return f"{paths.dir_key(self._root or paths.ROOT)}{self.bookkeeping_dir}/"

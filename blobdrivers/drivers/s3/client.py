@@ -45,13 +45,7 @@ LogRedactor(_REDACTIONS).install(
 
 @dataclass(frozen=True)
 class Connection:
-    """How the driver reaches S3: region, endpoint, TLS, credentials and botocore's retries.
-
-    ``attempts`` is the ``retries`` rule: the attempts one request gets, the first
-    included; botocore makes exactly that many (``total_max_attempts``) for every
-    request, reads included, and the driver's :class:`~blobdrivers.retry.RetryPolicy`
-    reopens cut bodies with the same number.
-    """
+    """How the driver reaches S3: region, endpoint, TLS and credentials."""
 
     region: str | None
     endpoint: str | None
@@ -63,11 +57,9 @@ class Connection:
     accesskey: str | None
     secretkey: str | None
     sessiontoken: str | None
-    retry_mode: str
-    attempts: int
 
     @classmethod
-    def read(cls, reader: Params, params: Mapping[str, Any], *, driver: str) -> Connection:
+    def read(cls, reader: Params, *, driver: str) -> Connection:
         """Read and check the connection parameters (logs the ``skipverify`` warning)."""
         region = reader.string("region")
         secure = reader.boolean("secure", True)
@@ -83,7 +75,6 @@ class Connection:
         forcepathstyle = reader.boolean("forcepathstyle", False)
         skipverify = reader.boolean("skipverify", False)
         useragent = reader.string("useragent")
-        retry_mode, attempts = _read_retries(reader, params, driver)
         if (accesskey is None) != (secretkey is None):
             raise ConfigError("parameters 'accesskey' and 'secretkey' must be given together", driver=driver)
         if sessiontoken is not None and accesskey is None:
@@ -99,12 +90,14 @@ class Connection:
             accesskey,
             secretkey,
             sessiontoken,
-            retry_mode,
-            attempts,
         )
 
-    def client(self, *, pool_size: int) -> Any:
-        """A new boto3 S3 client with ``pool_size`` connections."""
+    def client(self, *, pool_size: int, retry_mode: str, attempts: int) -> Any:
+        """A new boto3 S3 client with ``pool_size`` connections, making ``attempts`` attempts per request.
+
+        botocore's ``total_max_attempts`` counts the first attempt, as ``retries``
+        does, and applies to every request (reads included).
+        """
         session = boto3.session.Session(
             aws_access_key_id=self.accesskey,
             aws_secret_access_key=self.secretkey,
@@ -114,7 +107,7 @@ class Connection:
         config = Config(
             region_name=self.region or session.region_name or "us-east-1",
             signature_version="s3v4",
-            retries={"mode": self.retry_mode, "total_max_attempts": self.attempts},
+            retries={"mode": retry_mode, "total_max_attempts": attempts},
             max_pool_connections=pool_size,
             s3={"addressing_style": "path" if self.forcepathstyle else "auto"},
             user_agent_extra=self.useragent,
@@ -129,7 +122,7 @@ class Connection:
         return session.client("s3", endpoint_url=self.endpoint, use_ssl=self.secure, verify=self.verify, config=config)
 
 
-def _read_retries(reader: Params, params: Mapping[str, Any], driver: str) -> tuple[str, int]:
+def read_retries(reader: Params, params: Mapping[str, Any], *, driver: str) -> tuple[str, int]:
     """``retries``: attempts (``5``), a mode (``adaptive``), both (``adaptive:5``) or ``{mode, max_attempts}``.
 
     A bare number is read by :meth:`Params.attempts`, as on every network driver;
