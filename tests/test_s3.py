@@ -433,6 +433,37 @@ def test_transient_503_is_retried(s3: S3Driver) -> None:
     s3.delete("/retried")
 
 
+@pytest.mark.parametrize("attempts", [1, 3])
+@pytest.mark.parametrize(
+    ("operation", "request_name"), [("put", "PutObject"), ("get", "GetObject"), ("stream", "GetObject")]
+)
+def test_retries_is_the_attempts_of_every_request(
+    params: dict[str, Any], attempts: int, operation: str, request_name: str
+) -> None:
+    s3 = S3Driver(**{**params, "retries": attempts})
+    s3.put("/always-503", b"x")
+    sent: list[str] = []
+
+    class _Raw:
+        def stream(self, **_: Any) -> Iterator[bytes]:
+            yield b"<Error><Code>ServiceUnavailable</Code><Message>down</Message></Error>"
+
+    def unavailable(request: Any, **_: Any) -> AWSResponse:
+        sent.append(request.url)
+        return AWSResponse(request.url, 503, {}, _Raw())
+
+    s3.client.meta.events.register(f"before-send.s3.{request_name}", unavailable)
+    with pytest.raises(StorageError):
+        {
+            "put": lambda: s3.put("/always-503", b"y"),
+            "get": lambda: s3.get("/always-503"),
+            "stream": lambda: s3.stream("/always-503"),
+        }[operation]()
+    assert len(sent) == attempts
+    s3.client.meta.events.unregister(f"before-send.s3.{request_name}", unavailable)
+    s3.delete("/always-503")
+
+
 # --------------------------------------------------------------------------- stream / get
 
 
