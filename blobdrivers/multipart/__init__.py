@@ -11,7 +11,8 @@ only in their SDK calls and limits. A driver implements :class:`MultipartBackend
   sessions :mod:`.sessions` keeps on the store so another process can resume at
   exactly ``size``.
 * ``cat``: a multipart upload whose parts are server-side copies of the sources;
-  small sources are merged through a bounded buffer (see :func:`plan_cat`, :mod:`.plan`).
+  small sources are merged through a bounded buffer (planned by :func:`plan_cat` in
+  :mod:`.plan`, run by :class:`~.cat.Concatenation` in :mod:`.cat`).
 * ``copy``: a parallel multipart copy (for ``move`` of large objects).
 
 Hidden bookkeeping objects (writer session records and claims, intermediate ``cat``

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 from .. import paths
@@ -15,7 +12,7 @@ from ..conditions import Conditions
 from ..errors import PathNotFoundError
 from ..transfer import Source, part_size_for, plan_put, run_bounded, upload_parts
 from .backend import CopySource, MultipartBackend, ObjectInfo, TransferSettings
-from .plan import Piece, PlannedPart, plan_cat
+from .cat import Concatenation
 from .sessions import ParkedSession, Sessions, session_tokens, upload_token
 from .writer import ResumableWriter
 
@@ -128,7 +125,7 @@ class MultipartEngine:
             self.abort_quietly(key, upload_id)
             raise
 
-    # ------------------------------------------------------------------ cat
+    # ------------------------------------------------------------------ delete, cat
 
     def delete(self, key: str, prefix: str) -> bool:
         """Delete the object ``key`` and every object under ``prefix`` (its folder); say whether there was any.
@@ -164,119 +161,8 @@ class MultipartEngine:
         return found
 
     def cat(self, key: str, sources: Sequence[str]) -> None:
-        """Publish the concatenation of the objects ``sources`` at ``key`` (see :func:`plan_cat`).
-
-        Sources are pinned by etag, so a source replaced during the ``cat`` fails it
-        rather than mixing versions. Raises :class:`PathNotFoundError` for a missing
-        source before anything is written.
-        """
-        backend = self.backend
-        infos = run_bounded([functools.partial(backend.head_object, source) for source in sources], self.concurrency)
-        found: list[ObjectInfo] = []
-        for source, info in zip(sources, infos, strict=True):
-            if info is None:
-                # The full path: the driver shows the caller's path in the message and in .path.
-                full = paths.ROOT + source
-                raise PathNotFoundError(f"cat source {full} does not exist", path=full)
-            found.append(info)
-        total = sum(info.size for info in found)
-        data_part = max(
-            backend.min_part_size,
-            part_size_for(total, self.chunk_size, max_parts=backend.max_parts, max_part_size=backend.max_part_size),
-        )
-        plan = plan_cat(
-            [info.size for info in found],
-            min_part=backend.min_part_size,
-            max_copy=backend.copy_part_max,
-            data_part=data_part,
-            max_parts=backend.max_parts,
-        )
-        if not plan:
-            backend.put_object(key, memoryview(b""), NO_CONDITIONS)
-            return
-        if len(plan) == 1 and plan[0].kind == "data":
-            backend.put_object(key, self._download(plan[0].pieces, sources, found), NO_CONDITIONS)
-            return
-        if len(plan) == 1 and plan[0].kind == "copy" and plan[0].size == found[plan[0].pieces[0].source].size:
-            index = plan[0].pieces[0].source
-            backend.copy_object(sources[index], key, NO_CONDITIONS, source_etag=found[index].etag)
-            return
-        scratch: list[str] = []
-        scratch_lock = threading.Lock()
-        upload_id = self.create_upload(key)
-        try:
-            tasks = [
-                self._cat_part_task(key, upload_id, number, part, sources, found, scratch, scratch_lock)
-                for number, part in enumerate(plan, start=1)
-            ]
-            etags = run_bounded(tasks, self.concurrency)
-            backend.complete(key, upload_id, list(enumerate(etags, start=1)), NO_CONDITIONS)
-        except BaseException:
-            self.abort_quietly(key, upload_id)
-            raise
-        finally:
-            if scratch:
-                with contextlib.suppress(Exception):
-                    self.delete_keys(scratch)
-
-    def _cat_part_task(
-        self,
-        key: str,
-        upload_id: str,
-        number: int,
-        part: PlannedPart,
-        sources: Sequence[str],
-        infos: Sequence[ObjectInfo],
-        scratch: list[str],
-        scratch_lock: threading.Lock,
-    ) -> Callable[[], str]:
-        backend = self.backend
-
-        def copy() -> str:
-            piece = part.pieces[0]
-            info = infos[piece.source]
-            whole = piece.start == 0 and piece.end == info.size
-            byte_range = None if whole else (piece.start, piece.end)
-            return backend.copy_part(key, upload_id, number, CopySource(sources[piece.source], byte_range, info.etag))
-
-        def data() -> str:
-            return backend.upload_part(key, upload_id, number, self._download(part.pieces, sources, infos))
-
-        def fold() -> str:
-            # An intermediate object: the copied piece as part 1, the small data as the
-            # (short) last part 2; then this whole object is the part of the final upload.
-            hidden = f"{backend.hidden_prefix}cat/{uuid.uuid4().hex}"
-            with scratch_lock:
-                scratch.append(hidden)
-            inner = self.create_upload(hidden)
-            try:
-                piece = part.pieces[0]
-                info = infos[piece.source]
-                first = backend.copy_part(
-                    hidden, inner, 1, CopySource(sources[piece.source], (piece.start, piece.end), info.etag)
-                )
-                second = backend.upload_part(hidden, inner, 2, self._download(part.data_pieces, sources, infos))
-                backend.complete(hidden, inner, [(1, first), (2, second)], NO_CONDITIONS)
-            except BaseException:
-                self.abort_quietly(hidden, inner)
-                raise
-            return backend.copy_part(key, upload_id, number, CopySource(hidden))
-
-        return {"copy": copy, "data": data, "fold": fold}[part.kind]
-
-    def _download(self, pieces: Sequence[Piece], sources: Sequence[str], infos: Sequence[ObjectInfo]) -> memoryview:
-        buffer = bytearray(sum(piece.size for piece in pieces))
-        view = memoryview(buffer)
-        offset = 0
-        for piece in pieces:
-            self.backend.read_range(
-                sources[piece.source],
-                piece.start,
-                view[offset : offset + piece.size],
-                etag=infos[piece.source].etag,
-            )
-            offset += piece.size
-        return view
+        """Publish the concatenation of the objects ``sources`` at ``key`` (see :class:`Concatenation`)."""
+        Concatenation(self, key, sources).run()
 
     # ------------------------------------------------------------------ uploads
 
