@@ -38,6 +38,8 @@ from .transfer import Data, Source
 from .writer import Writer, WriterBackend
 
 T = TypeVar("T")
+#: (full path, caller's path) of the other files of one call.
+_PathPairs = tuple[tuple[str, str], ...]
 
 log = logging.getLogger("blobdrivers")
 
@@ -225,7 +227,7 @@ class StorageDriver(abc.ABC):
         full_src = self._file_path(src)
         full_dst = self._file_path(dst)
         conditions = Conditions(if_none_match, if_match)
-        with self._call("move", src):
+        with self._call("move", src, others=((full_dst, dst),)):
             if full_src != full_dst:
                 self._move(full_src, full_dst, conditions)
             else:
@@ -251,14 +253,16 @@ class StorageDriver(abc.ABC):
         if isinstance(sources, str):
             raise TypeError("cat() sources must be a list of paths, not a single string")
         full_sources = [self._file_path(source) for source in sources]
-        with self._call("cat", path):
+        with self._call("cat", path, others=tuple(zip(full_sources, sources, strict=True))):
             try:
                 self._cat(full, full_sources)
             except Exception as exc:
-                missing = self._missing_source(exc, dict(zip(full_sources, sources, strict=True)))
+                # A hook that names the missing source (path=) is mapped by _call; else find it.
+                named = isinstance(exc, StorageError) and exc.path in full_sources
+                missing = None if named else self._missing_source(exc, dict(zip(full_sources, sources, strict=True)))
                 if missing is None:
                     raise
-                raise PathNotFoundError(f"no file at {missing}", path=missing) from exc
+                raise PathNotFoundError(f"cat source {missing} does not exist", path=missing) from exc
 
     def url_for(self, path: str, method: str = "GET", expires_in: int = 1200) -> str:
         """A URL a plain HTTP client can use for ``method`` on ``path`` for ``expires_in`` seconds.
@@ -461,14 +465,17 @@ class StorageDriver(abc.ABC):
         with self._call(operation, path):
             return fn()
 
-    def _call(self, operation: str, path: str) -> _Call:
-        return _Call(self, operation, path)
+    def _call(self, operation: str, path: str, *, others: _PathPairs = ()) -> _Call:
+        return _Call(self, operation, path, others)
 
-    def _wrap(self, exc: Exception, operation: str, path: str) -> StorageError:
+    def _wrap(self, exc: Exception, operation: str, path: str, others: _PathPairs = ()) -> StorageError:
         """Turn any exception from a hook into a StorageError naming this driver and the path.
 
         The secrets are masked first in ``exc`` and its whole chain (``redact``, in
         place): ``exc`` becomes the ``__cause__`` and ``__context__`` of the error raised.
+        ``others`` pairs the full paths of the call's other files (a move's
+        destination, a cat's sources) with the caller's: an error a hook raised about
+        one of them names the caller's path, in its message and in ``path``.
         """
         scrub_exception(exc, self.redact)
         if isinstance(exc, StorageError):
@@ -476,7 +483,9 @@ class StorageDriver(abc.ABC):
                 exc.driver = self.name
             if exc.path is None:
                 exc.path = path
-            exc.message = self._caller_paths(self.redact(exc.message), path)
+            elif self._root:
+                exc.path = dict(others).get(exc.path, exc.path)
+            exc.message = self._caller_paths(self.redact(exc.message), path, others)
             return exc
         mapped = self._translate_error(exc, path)
         if mapped is None:
@@ -485,13 +494,16 @@ class StorageDriver(abc.ABC):
             else:
                 mapped = StorageError(f"{operation} {path} failed: {type(exc).__name__}: {exc}")
         mapped.driver, mapped.path = self.name, path
-        mapped.message = self._caller_paths(self.redact(mapped.message), path)
+        mapped.message = self._caller_paths(self.redact(mapped.message), path, others)
         return mapped
 
-    def _caller_paths(self, text: str, path: str) -> str:
-        """Show the caller's path rather than the root-prefixed one a hook put in a message."""
-        if self._root and path.startswith("/"):
-            text = text.replace(paths.join(self._root, path), path)
+    def _caller_paths(self, text: str, path: str, others: _PathPairs = ()) -> str:
+        """Show the caller's paths rather than the root-prefixed ones a hook put in a message."""
+        if not self._root:
+            return text
+        pairs = [*others, (paths.join(self._root, path), path)] if path.startswith("/") else list(others)
+        for full, caller in sorted(pairs, key=lambda pair: len(pair[0]), reverse=True):
+            text = text.replace(full, caller)
         return text
 
     def redact(self, text: str) -> str:
@@ -546,12 +558,13 @@ class _Call:
     A class rather than a generator-based context manager: it runs on every call.
     """
 
-    __slots__ = ("_driver", "_operation", "_path", "_started")
+    __slots__ = ("_driver", "_operation", "_others", "_path", "_started")
 
-    def __init__(self, driver: StorageDriver, operation: str, path: str) -> None:
+    def __init__(self, driver: StorageDriver, operation: str, path: str, others: _PathPairs) -> None:
         self._driver = driver
         self._operation = operation
         self._path = path
+        self._others = others
 
     def __enter__(self) -> None:
         self._started = time.perf_counter()
@@ -562,7 +575,7 @@ class _Call:
         driver = self._driver
         error: StorageError | None = None
         if isinstance(exc, Exception):
-            error = driver._wrap(exc, self._operation, self._path)
+            error = driver._wrap(exc, self._operation, self._path, self._others)
         if driver.observers or log.isEnabledFor(logging.DEBUG):
             duration = time.perf_counter() - self._started
             outcome = type(error or exc).__name__ if exc is not None else "ok"

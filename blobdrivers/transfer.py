@@ -324,32 +324,66 @@ class PartBuffer:
 
     ``write`` returns the full parts ready to send (each a fresh ``bytes``, so the
     caller may hand it to another thread); ``take_rest`` returns what is left.
+    ``cut`` is the lazy form for a writer that bounds the parts in memory, and
+    ``rest`` shows what is left without copying it. ``initial`` (a bytearray) is
+    taken over as the first buffered bytes, not copied.
     """
 
-    def __init__(self, part_size: int) -> None:
+    def __init__(self, part_size: int, initial: bytearray | None = None) -> None:
         self.part_size = part_size
-        self._buffer = bytearray()
+        self._buffer = initial if initial is not None else bytearray()
 
     def __len__(self) -> int:
         return len(self._buffer)
 
     def write(self, data: Any) -> list[bytes]:
         """Add ``data``; return every complete part now available."""
-        self._buffer += data
-        parts: list[bytes] = []
-        start = 0
-        while len(self._buffer) - start >= self.part_size:
-            parts.append(bytes(self._buffer[start : start + self.part_size]))
-            start += self.part_size
-        if start:
-            del self._buffer[:start]
-        return parts
+        return [bytes(part) for part in self.cut(data)]
+
+    def cut(self, data: bytes | bytearray | memoryview = b"") -> Iterator[bytearray | memoryview]:
+        """Add ``data``, yielding each complete part only when the caller asks for the next one.
+
+        A part is a ``bytearray`` the caller now owns, or a ``memoryview`` slice of
+        ``data`` (no copy: the caller copies it if it keeps it). So a caller that
+        waits for a free upload slot before taking the next part holds at most its
+        parts in flight plus less than one part here, and every byte is copied at
+        most once. Parts already buffered beyond one (a resumed large tail) come first.
+        """
+        part_size = self.part_size
+        view = memoryview(data).cast("B")
+        while len(self._buffer) >= part_size:
+            if len(self._buffer) == part_size:
+                full, self._buffer = self._buffer, bytearray()
+            else:
+                full = self._buffer[:part_size]
+                del self._buffer[:part_size]
+            yield full
+        while view:
+            if not self._buffer and len(view) >= part_size:
+                yield view[:part_size]
+                view = view[part_size:]
+                continue
+            count = min(part_size - len(self._buffer), len(view))
+            self._buffer += view[:count]
+            view = view[count:]
+            if len(self._buffer) == part_size:
+                full, self._buffer = self._buffer, bytearray()
+                yield full
+
+    @property
+    def rest(self) -> memoryview:
+        """The buffered bytes that are not a full part, without copying them (valid until the next change)."""
+        return memoryview(self._buffer)
 
     def take_rest(self) -> bytes:
         """Everything buffered that is not a full part, emptying the buffer."""
         rest = bytes(self._buffer)
         self._buffer.clear()
         return rest
+
+    def clear(self) -> None:
+        """Drop everything buffered."""
+        self._buffer = bytearray()
 
 
 class ViewFile(io.RawIOBase):

@@ -26,7 +26,13 @@ from botocore.exceptions import ResponseStreamingError
 import blobdrivers
 from blobdrivers.driver import StorageDriver
 from blobdrivers.drivers.s3 import S3Driver
-from blobdrivers.errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
+from blobdrivers.errors import (
+    BucketNotFoundError,
+    ConfigError,
+    PathNotFoundError,
+    PreconditionFailedError,
+    StorageError,
+)
 from blobdrivers.multipart import PlannedPart, plan_cat
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
@@ -428,6 +434,37 @@ def test_transient_503_is_retried(s3: S3Driver) -> None:
     s3.delete("/retried")
 
 
+@pytest.mark.parametrize("attempts", [1, 3])
+@pytest.mark.parametrize(
+    ("operation", "request_name"), [("put", "PutObject"), ("get", "GetObject"), ("stream", "GetObject")]
+)
+def test_retries_is_the_attempts_of_every_request(
+    params: dict[str, Any], attempts: int, operation: str, request_name: str
+) -> None:
+    s3 = S3Driver(**{**params, "retries": attempts})
+    s3.put("/always-503", b"x")
+    sent: list[str] = []
+
+    class _Raw:
+        def stream(self, **_: Any) -> Iterator[bytes]:
+            yield b"<Error><Code>ServiceUnavailable</Code><Message>down</Message></Error>"
+
+    def unavailable(request: Any, **_: Any) -> AWSResponse:
+        sent.append(request.url)
+        return AWSResponse(request.url, 503, {}, _Raw())
+
+    s3.client.meta.events.register(f"before-send.s3.{request_name}", unavailable)
+    with pytest.raises(StorageError):
+        {
+            "put": lambda: s3.put("/always-503", b"y"),
+            "get": lambda: s3.get("/always-503"),
+            "stream": lambda: s3.stream("/always-503"),
+        }[operation]()
+    assert len(sent) == attempts
+    s3.client.meta.events.unregister(f"before-send.s3.{request_name}", unavailable)
+    s3.delete("/always-503")
+
+
 # --------------------------------------------------------------------------- stream / get
 
 
@@ -765,11 +802,48 @@ def test_secrets_stay_out_of_repr_and_errors(moto_server: MotoServer) -> None:
         **_params(moto_server, "no-such-bucket-here", secretkey="s3cr3t-value", sessiontoken="tok3n-value")
     )
     assert "s3cr3t-value" not in repr(driver) and "tok3n-value" not in repr(driver)
-    with pytest.raises(StorageError) as caught:
+    with pytest.raises(BucketNotFoundError) as caught:
         driver.put("/x", b"x")
     text = f"{caught.value} {caught.value.message}"
-    assert "NoSuchBucket" in text
+    assert caught.value.message == "bucket 'no-such-bucket-here' does not exist"
     assert "s3cr3t-value" not in text and "tok3n-value" not in text and "Signature" not in text
+
+
+@pytest.mark.parametrize(
+    "operation",
+    ["put", "get", "stream", "stream0", "stat", "list", "walk", "writer", "append", "move", "delete", "cat"],
+)
+def test_a_missing_bucket_is_bucket_not_found_from_every_operation(moto_server: MotoServer, operation: str) -> None:
+    driver = S3Driver(**_params(moto_server, "no-such-bucket-either"))
+    calls = {
+        "put": lambda: driver.put("/x", b"x"),
+        "get": lambda: driver.get("/x"),
+        "stream": lambda: driver.stream("/x"),
+        "stream0": lambda: driver.stream("/x", length=0),
+        "stat": lambda: driver.stat("/x"),
+        "list": lambda: driver.list("/d"),
+        "walk": lambda: list(driver.walk("/d")),
+        "writer": lambda: driver.writer("/x"),
+        "append": lambda: driver.writer("/x", append=True),
+        "move": lambda: driver.move("/x", "/y"),
+        "delete": lambda: driver.delete("/x"),
+        "cat": lambda: driver.cat("/x", ["/a", "/b"]),
+    }
+    with pytest.raises(BucketNotFoundError) as caught:
+        calls[operation]()
+    assert caught.value.message == "bucket 'no-such-bucket-either' does not exist"
+
+
+def test_errors_name_the_callers_paths_below_a_root(moto_server: MotoServer, s3_bucket: str) -> None:
+    driver = S3Driver(**_params(moto_server, s3_bucket, rootdirectory="deep/root"))
+    driver.put("/a/present", b"here")
+    with pytest.raises(PathNotFoundError) as caught:
+        driver.cat("/a/joined", ["/a/present", "/a/missing"])
+    assert (caught.value.path, caught.value.message) == ("/a/missing", "cat source /a/missing does not exist")
+    with pytest.raises(PathNotFoundError) as appended:
+        driver.writer("/a/nothing", append=True)
+    assert (appended.value.path, appended.value.message) == ("/a/nothing", "nothing to append to at /a/nothing")
+    driver.delete("/a")
 
 
 def test_works_in_a_forked_child_with_a_fresh_client(s3: S3Driver) -> None:

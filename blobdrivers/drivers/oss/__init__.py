@@ -113,8 +113,7 @@ class OSSDriver(StorageDriver):
         self._backend = OSSBackend(self, root=self._root)
         self.engine = MultipartEngine(
             self._backend,
-            chunk_size=chunk_size,
-            concurrency=self.concurrency,
+            settings=self,
             copy_chunk_size=COPY_CHUNK,
             before_part=lambda key, number: self._race_point("part.upload", "/" + key, number),
         )
@@ -247,15 +246,7 @@ class OSSDriver(StorageDriver):
             raise PathNotFoundError(f"nothing at {full}")
 
     def _cat(self, full: str, sources: list[str]) -> None:
-        try:
-            self.engine.cat(paths.to_key(full), [paths.to_key(source) for source in sources])
-        except PathNotFoundError as exc:
-            # The engine names the missing source by its key; the caller knows it by its path.
-            missing = next((source for source in sources if f" {source} " in f" {exc.message} "), None)
-            if missing is None:
-                raise
-            shown = paths.strip(self._root, missing)
-            raise PathNotFoundError(f"cat source {shown} does not exist", path=shown) from exc
+        self.engine.cat(paths.to_key(full), [paths.to_key(source) for source in sources])
 
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
         # A signed PUT must be sent with exactly this Content-Type (it is part of the
