@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote
 
 from . import paths
 from .conditions import Conditions
@@ -105,6 +106,29 @@ class StorageDriver(abc.ABC):
     #: writers, staging, markers). Paths never name it (``~`` starts no valid
     #: component), so it never shows in a listing and user data never collides with it.
     bookkeeping_dir: ClassVar[str] = "~blobdrivers"
+    #: Parameters that tune an instance (sizes, concurrency, retries, timeouts, logging)
+    #: without changing which data it addresses: :meth:`identity` leaves them out.
+    tuning_params: ClassVar[frozenset[str]] = frozenset(
+        {
+            "chunksize",
+            "maxconcurrency",
+            "concurrency",
+            "multipartcopychunksize",
+            "multipartcopymaxconcurrency",
+            "multipartcopythresholdsize",
+            "fsync",
+            "retries",
+            "maxretries",
+            "timeout",
+            "loglevel",
+        }
+    )
+    #: True when ``cat(dst, [src])`` copies inside the store (server-side, or in memory)
+    #: rather than reading and writing the bytes through this process.
+    copies_in_store: ClassVar[bool] = True
+    #: True when a streamed ``put`` may hold several ``chunk_size`` buffers at once
+    #: (parts sent in parallel); False when it writes sequentially from one buffer.
+    parallel_put: ClassVar[bool] = True
 
     def __init__(self, params: Mapping[str, Any], *, rootdirectory: str = "", chunk_size: int = 1024 * 1024) -> None:
         self._params = dict(params)
@@ -479,14 +503,49 @@ class StorageDriver(abc.ABC):
                         text = text.replace(form, MASK)
         return mask_credentials(text)
 
-    def same_store(self, other: StorageDriver) -> bool:
-        """True when ``other`` is a driver of the same kind with the same parameters and root (so the same data)."""
-        return type(self) is type(other) and self._identity() == other._identity()
+    def identity(self) -> str:
+        """Which stored data this instance addresses, as text; never holds a secret.
 
-    def _identity(self) -> tuple[tuple[str, str], ...]:
-        params = {key: value for key, value in self._params.items() if value not in (None, "")}
-        params["rootdirectory"] = self._root
-        return tuple(sorted((key, repr(value)) for key, value in params.items()))
+        Two instances return the same string exactly when they address the same
+        data: the same backend, store (endpoint, bucket, container, account) and
+        root. It is :meth:`store_identity` followed by the root (``""`` for the whole
+        store, else ``"/a/b"``), so an instance rooted inside another's root has the
+        other's identity followed by ``/``. Safe to print, log and use in names.
+        """
+        return self.store_identity() + self._root
+
+    def store_identity(self) -> str:
+        """Which store this instance addresses, its root left out: ``NAME://`` and the choosing parameters.
+
+        The default is built from the driver's name and its parameters but the
+        root, the :attr:`secret_params`, the :attr:`tuning_params` and empty ones,
+        each ``key=value`` percent-encoded (so it holds no ``/`` after ``://``),
+        e.g. ``s3://bucket=b&region=eu-west-1``. A driver whose store is chosen
+        otherwise (a local folder, a named in-memory store) overrides it.
+        """
+        skipped = self.secret_params | self.tuning_params | {"rootdirectory"}
+        chosen = sorted(
+            (key, value) for key, value in self._params.items() if key not in skipped and value not in (None, "")
+        )
+        encoded = "&".join(f"{quote(key, safe='')}={quote(str(value), safe='')}" for key, value in chosen)
+        return f"{self.name}://{encoded}"
+
+    def same_store(self, other: StorageDriver) -> bool:
+        """True when ``other`` addresses the same data below the same root (equal :meth:`identity`)."""
+        return self.identity() == other.identity()
+
+    def rooted_at(self, root: str) -> StorageDriver:
+        """A new driver on the same store whose root is ``root`` (a root as :meth:`identity` ends in)."""
+        return type(self)(**{**self._params, "rootdirectory": root})
+
+    def missing_root(self) -> str | None:
+        """The root folder when this store's root is a folder of its own that does not exist, else ``None``.
+
+        Reads of such a root see an empty store (reading creates nothing), which a
+        caller copying *from* it should not mistake for an empty source. Stores
+        whose root is a key prefix have no such folder: ``None``.
+        """
+        return None
 
     def __repr__(self) -> str:
         shown = ", ".join(

@@ -73,6 +73,8 @@ class FilesystemDriver(StorageDriver):
     max_component_bytes = 255
     #: Staging names: ``/~staging/uploads/<sha256>.<uuid>`` is 115 bytes.
     bookkeeping_key_bytes = 160
+    copies_in_store = False  # cat copies the bytes through this process
+    parallel_put = False  # a put writes sequentially from one buffer
 
     def __init__(self, **params: Any) -> None:
         reader = Params(self.name, params)
@@ -90,10 +92,20 @@ class FilesystemDriver(StorageDriver):
     def _open_root(self) -> ProcessLocal[int]:
         return ProcessLocal(lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
 
-    def _identity(self) -> tuple[tuple[str, str], ...]:
-        # The base class knows a root only as a key prefix; here the root is a folder of
-        # this machine, so it (resolved: one folder spelt two ways is one store) tells stores apart.
-        return (*super()._identity(), ("folder", repr(os.path.realpath(self.root))))
+    # The root is a folder of this machine, not a key prefix: the store is the machine's
+    # files, and the folder (resolved: one folder spelt two ways is one store) the root.
+    def identity(self) -> str:
+        """``filesystem://`` and the resolved root folder."""
+        return self.store_identity() + os.path.realpath(self.root)
+
+    def store_identity(self) -> str:
+        """``filesystem://``: every instance addresses this machine's files."""
+        return f"{self.name}://"
+
+    def missing_root(self) -> str | None:
+        """The resolved root folder when it does not exist (the first write makes it)."""
+        folder = os.path.realpath(self.root)
+        return None if os.path.isdir(folder) else folder
 
     def _params_below(self, path: str) -> dict[str, Any]:
         return {**self._params, "rootdirectory": os.path.join(self.root, path.lstrip("/"))}
