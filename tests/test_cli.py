@@ -16,10 +16,10 @@ import pytest
 
 import blobdrivers
 from blobdrivers import cli, factory
+from blobdrivers.cli.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import StorageError
-from blobdrivers.cli.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
 
 COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync"]
 MiB = 1024 * 1024

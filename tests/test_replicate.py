@@ -28,13 +28,13 @@ from typing import Any
 import pytest
 
 import blobdrivers
+from blobdrivers.cli.sync import add_sync_parser, run_sync
 from blobdrivers.conditions import Conditions
 from blobdrivers.driver import StorageDriver
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.listing import FileInfo
 from blobdrivers.reader import RangeReader
-from blobdrivers.cli.sync import add_sync_parser, run_sync
 from blobdrivers.replicate import ReplicationInterrupted, ReplicationProgress, ReplicationReport, replicate
 from blobdrivers.replicate.plan import differs_by_etag
 from blobdrivers.transfer import Source
