@@ -227,3 +227,68 @@ class RaceContract(SuiteBase):
                     break
         assert not loop.errors, loop.errors[:3]
         assert loop.sizes <= {0}, f"stat of a directory reported sizes {loop.sizes}"
+
+
+class TearingContract(SuiteBase):
+    """Concurrent writers, cats, puts and reads of one path never show a torn object."""
+
+    def test_concurrent_writers_and_cats_never_tear(self, store: StorageDriver) -> None:
+        contents = [payload(3000 + 17 * i, seed=i) for i in range(16)]
+        sizes = {len(content) for content in contents}
+        with StatLoop(store, "/hot") as loop:
+            results = race(16, lambda i: self._write_whole(store, "/hot", contents[i]))
+        assert all(result is None for result in results), results
+        assert not loop.errors, loop.errors[:3]
+        assert loop.sizes <= sizes, loop.sizes - sizes
+        assert store.get("/hot") in contents
+
+        halves = [b"first half|", payload(5000, seed=99)]
+        store.put("/h1", halves[0])
+        store.put("/h2", halves[1])
+        joined = b"".join(halves)
+        with StatLoop(store, "/catted") as loop:
+            results = race(16, lambda i: store.cat("/catted", ["/h1", "/h2"]))
+        assert all(result is None for result in results), results
+        assert not loop.errors, loop.errors[:3]
+        assert loop.sizes <= {len(joined)}
+        assert store.get("/catted") == joined
+        for path in ("/hot", "/h1", "/h2", "/catted"):
+            store.delete(path)
+
+    @staticmethod
+    def _write_whole(store: StorageDriver, path: str, content: bytes) -> None:
+        with store.writer(path) as writer:
+            for start in range(0, len(content), 1000):
+                writer.write(content[start : start + 1000])
+
+    def test_concurrent_puts_and_reads_never_tear(self, store: StorageDriver) -> None:
+        contents = [payload(2000 + 31 * i, seed=100 + i) for i in range(8)]
+        store.put("/p", contents[0])
+        stop = threading.Event()
+        torn: list[bytes] = []
+
+        def reader() -> None:
+            while not stop.is_set():
+                try:
+                    data = store.get("/p")
+                except PathNotFoundError:
+                    continue
+                if data not in contents:
+                    torn.append(data)
+
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        try:
+            race(8, lambda i: self._put_each(store, "/p", [contents[(i + k) % 8] for k in range(4)]))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert not torn
+        store.delete("/p")
+
+    @staticmethod
+    def _put_each(store: StorageDriver, path: str, contents: list[bytes]) -> None:
+        for content in contents:
+            store.put(path, content)

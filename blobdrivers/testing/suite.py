@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import io
 import os
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,14 +36,13 @@ from ..errors import (
     PreconditionFailedError,
     StorageError,
     UnsupportedMethodError,
-    WriterClosedError,
 )
 from ..listing import FileInfo, walk_key
 from .contract_errors import ErrorContract
 from .contract_namespace import NamespaceContract
-from .contract_races import RaceContract
-from .contract_writers import WriterIsolationContract
-from .helpers import StatLoop, SuiteBase, fetch, payload, race, reopen
+from .contract_races import RaceContract, TearingContract
+from .contract_writers import WriterContract, WriterIsolationContract
+from .helpers import SuiteBase, fetch, payload, race, reopen
 
 VALID_PATHS = [
     "/a",
@@ -87,7 +85,15 @@ INVALID_PATHS: list[Any] = [
 ]
 
 
-class DriverConformance(WriterIsolationContract, RaceContract, NamespaceContract, ErrorContract, SuiteBase):
+class DriverConformance(
+    WriterContract,
+    WriterIsolationContract,
+    RaceContract,
+    TearingContract,
+    NamespaceContract,
+    ErrorContract,
+    SuiteBase,
+):
     """The contract of :class:`~blobdrivers.StorageDriver`, as tests. Provide the ``driver`` fixture."""
 
     # ------------------------------------------------------------------ paths
@@ -288,155 +294,6 @@ class DriverConformance(WriterIsolationContract, RaceContract, NamespaceContract
         assert results == [digest] * 8
         store.delete("/shared")
 
-    # ------------------------------------------------------------------ writer
-
-    def test_writer_publishes_only_on_commit(self, store: StorageDriver) -> None:
-        writer = store.writer("/w")
-        assert writer.write(b"hello ") == 6
-        assert writer.write(memoryview(b"world")) == 5
-        assert writer.size == 11
-        with pytest.raises(PathNotFoundError):
-            store.stat("/w")
-        assert store.list("/") == []
-        writer.commit()
-        assert store.get("/w") == b"hello world"
-        store.delete("/w")
-
-    def test_writer_context_manager_commits(self, store: StorageDriver) -> None:
-        with store.writer("/w") as writer:
-            writer.write(b"data")
-        assert store.get("/w") == b"data"
-        store.delete("/w")
-
-    def test_exception_in_writer_block_publishes_nothing_and_keeps_progress(self, store: StorageDriver) -> None:
-        store.put("/w", b"old")
-        with pytest.raises(RuntimeError), store.writer("/w") as writer:
-            writer.write(b"partial")
-            raise RuntimeError("client went away")
-        assert store.get("/w") == b"old"
-        resumed = reopen(store).writer("/w", append=True)
-        assert resumed.size == len(b"partial")
-        resumed.write(b" and the rest")
-        resumed.commit()
-        assert store.get("/w") == b"partial and the rest"
-        store.delete("/w")
-
-    def test_resume_small_appends_in_new_instances(self, store: StorageDriver) -> None:
-        expected = b""
-        writer = store.writer("/w")
-        for round_ in range(4):
-            piece = f"piece {round_};".encode()
-            writer.write(piece)
-            expected += piece
-            writer.close()
-            writer = reopen(store).writer("/w", append=True)
-            assert writer.size == len(expected)
-        writer.commit()
-        assert store.get("/w") == expected
-        store.delete("/w")
-
-    def test_resume_multi_chunk_appends_in_new_instances(self, store: StorageDriver) -> None:
-        chunk = store.chunk_size
-        pieces = [payload(n, seed=n) for n in (chunk + 13, 2 * chunk - 1, chunk // 3, chunk)]
-        writer = store.writer("/w")
-        written = 0
-        for piece in pieces:
-            writer.write(piece)
-            written += len(piece)
-            writer.close()
-            writer = reopen(store).writer("/w", append=True)
-            assert writer.size == written
-        writer.commit()
-        got = store.get("/w")
-        assert len(got) == written
-        assert hashlib.sha256(got).digest() == hashlib.sha256(b"".join(pieces)).digest()
-        store.delete("/w")
-
-    def test_zero_length_writer_then_append(self, store: StorageDriver) -> None:
-        store.writer("/z").commit()
-        assert store.get("/z") == b""
-        assert store.stat("/z").size == 0
-        appender = store.writer("/z", append=True)
-        assert appender.size == 0
-        appender.write(b"appended")
-        appender.commit()
-        assert store.get("/z") == b"appended"
-        store.delete("/z")
-
-    def test_append_to_committed_content(self, store: StorageDriver) -> None:
-        head = payload(store.chunk_size + 5, seed=9)
-        store.put("/a", head)
-        appender = reopen(store).writer("/a", append=True)
-        assert appender.size == len(head)
-        appender.write(b"tail")
-        assert store.get("/a") == head
-        appender.commit()
-        assert store.get("/a") == head + b"tail"
-        store.delete("/a")
-
-    def test_append_with_nothing_there(self, store: StorageDriver) -> None:
-        with pytest.raises(PathNotFoundError):
-            store.writer("/nothing", append=True)
-
-    def test_writer_state_machine(self, store: StorageDriver) -> None:
-        writer = store.writer("/w")
-        writer.write(b"x")
-        writer.close()
-        writer.close()  # idempotent
-        for call in (lambda: writer.write(b"y"), writer.commit, writer.cancel):
-            with pytest.raises(WriterClosedError):
-                call()
-        committed = store.writer("/w", append=True)
-        committed.commit()
-        for call in (lambda: committed.write(b"y"), committed.commit, committed.cancel):
-            with pytest.raises(WriterClosedError):
-                call()
-        cancelled = store.writer("/w2")
-        cancelled.write(b"x")
-        cancelled.cancel()
-        for call in (lambda: cancelled.write(b"y"), cancelled.commit, cancelled.cancel):
-            with pytest.raises(WriterClosedError):
-                call()
-        store.delete("/w")
-
-    def test_cancel_publishes_nothing_and_drops_progress(self, store: StorageDriver) -> None:
-        store.put("/c", b"committed")
-        writer = store.writer("/c")
-        writer.write(payload(store.chunk_size + 1))
-        writer.cancel()
-        assert store.get("/c") == b"committed"
-        resumed = store.writer("/c", append=True)
-        assert resumed.size == len(b"committed")  # appends to committed content, nothing staged
-        resumed.cancel()
-        store.delete("/c")
-        writer = store.writer("/new")
-        writer.write(b"x")
-        writer.cancel()
-        with pytest.raises(PathNotFoundError):
-            store.stat("/new")
-        with pytest.raises(PathNotFoundError):
-            store.writer("/new", append=True)
-
-    def test_fresh_writer_discards_upload_in_progress(self, store: StorageDriver) -> None:
-        writer = store.writer("/f")
-        writer.write(b"abandoned")
-        writer.close()
-        fresh = store.writer("/f")
-        assert fresh.size == 0
-        fresh.write(b"new")
-        fresh.commit()
-        assert store.get("/f") == b"new"
-        store.delete("/f")
-
-    def test_writer_replaces_content_only_at_commit(self, store: StorageDriver) -> None:
-        store.put("/r", b"old content")
-        writer = store.writer("/r")
-        writer.write(payload(store.chunk_size * 2 + 1))
-        assert store.get("/r") == b"old content"
-        writer.commit()
-        assert store.stat("/r").size == store.chunk_size * 2 + 1
-        store.delete("/r")
-
     # ------------------------------------------------------------------ list / walk
 
     def test_list_children(self, store: StorageDriver) -> None:
@@ -623,69 +480,6 @@ class DriverConformance(WriterIsolationContract, RaceContract, NamespaceContract
         assert all(isinstance(result, PreconditionFailedError) for result in losers), losers
         assert store.get("/race") == f"writer {winners[0]}".encode()
         store.delete("/race")
-
-    # ------------------------------------------------------------------ concurrency
-
-    def test_concurrent_writers_and_cats_never_tear(self, store: StorageDriver) -> None:
-        contents = [payload(3000 + 17 * i, seed=i) for i in range(16)]
-        sizes = {len(content) for content in contents}
-        with StatLoop(store, "/hot") as loop:
-            results = race(16, lambda i: self._write_whole(store, "/hot", contents[i]))
-        assert all(result is None for result in results), results
-        assert not loop.errors, loop.errors[:3]
-        assert loop.sizes <= sizes, loop.sizes - sizes
-        assert store.get("/hot") in contents
-
-        halves = [b"first half|", payload(5000, seed=99)]
-        store.put("/h1", halves[0])
-        store.put("/h2", halves[1])
-        joined = b"".join(halves)
-        with StatLoop(store, "/catted") as loop:
-            results = race(16, lambda i: store.cat("/catted", ["/h1", "/h2"]))
-        assert all(result is None for result in results), results
-        assert not loop.errors, loop.errors[:3]
-        assert loop.sizes <= {len(joined)}
-        assert store.get("/catted") == joined
-        for path in ("/hot", "/h1", "/h2", "/catted"):
-            store.delete(path)
-
-    @staticmethod
-    def _write_whole(store: StorageDriver, path: str, content: bytes) -> None:
-        with store.writer(path) as writer:
-            for start in range(0, len(content), 1000):
-                writer.write(content[start : start + 1000])
-
-    def test_concurrent_puts_and_reads_never_tear(self, store: StorageDriver) -> None:
-        contents = [payload(2000 + 31 * i, seed=100 + i) for i in range(8)]
-        store.put("/p", contents[0])
-        stop = threading.Event()
-        torn: list[bytes] = []
-
-        def reader() -> None:
-            while not stop.is_set():
-                try:
-                    data = store.get("/p")
-                except PathNotFoundError:
-                    continue
-                if data not in contents:
-                    torn.append(data)
-
-        threads = [threading.Thread(target=reader) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        try:
-            race(8, lambda i: self._put_each(store, "/p", [contents[(i + k) % 8] for k in range(4)]))
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-        assert not torn
-        store.delete("/p")
-
-    @staticmethod
-    def _put_each(store: StorageDriver, path: str, contents: list[bytes]) -> None:
-        for content in contents:
-            store.put(path, content)
 
     # ------------------------------------------------------------------ url_for
 
