@@ -21,14 +21,13 @@ from .locations import (
     StoreLocation,
     UsageError,
     WriteConditions,
-    join_path,
     logical_path,
     parse_endpoint,
     parse_location,
     report_error,
     write_conditions,
 )
-from .transfers import basename, refuse_nesting, store_destination, transfer
+from .transfers import move_within, transfer
 
 
 def _time(moment: datetime) -> str:
@@ -197,23 +196,10 @@ def cmd_mv(args: argparse.Namespace, ctx: Context) -> int:
     if LocalFile("-") in (src, dst):
         raise UsageError("mv cannot use stdin or stdout ('-'); use cp")
     if isinstance(src, StoreLocation) and isinstance(dst, StoreLocation) and ctx.store(src) is ctx.store(dst):
-        _move_within(ctx.store(src), logical_path(src, allow_root=True), dst, conditions)
+        move_within(ctx.store(src), logical_path(src, allow_root=True), dst, conditions)
         return 0
     transfer(ctx, src, dst, recursive=True, conditions=conditions, delete_source=True)
     return 0
-
-
-def _move_within(driver: StorageDriver, src: str, dst: StoreLocation, conditions: WriteConditions) -> None:
-    info = driver.stat(src)
-    if not info.is_dir:
-        driver.move(src, store_destination(driver, dst, basename(src)), **conditions.kwargs())
-        return
-    target = logical_path(dst, allow_root=True)
-    refuse_nesting(src, target)
-    # Collect the files first: renaming entries out of a directory while listing it may skip some.
-    files = [entry.path for entry in driver.walk(src) if not entry.is_dir]
-    for path in files:
-        driver.move(path, join_path(target, path[len(src) + 1 :] if src != "/" else path[1:]), **conditions.kwargs())
 
 
 def cmd_rm(args: argparse.Namespace, ctx: Context) -> int:

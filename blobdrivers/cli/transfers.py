@@ -84,6 +84,20 @@ def transfer(
             driver.delete(entry.path)
 
 
+def move_within(driver: StorageDriver, src: str, dst: StoreLocation, conditions: WriteConditions) -> None:
+    """Move the file or directory ``src`` of ``driver`` to ``dst`` in the same store, file by file."""
+    info = driver.stat(src)
+    if not info.is_dir:
+        driver.move(src, store_destination(driver, dst, basename(src)), **conditions.kwargs())
+        return
+    target = logical_path(dst, allow_root=True)
+    refuse_nesting(src, target)
+    # Collect the files first: renaming entries out of a directory while listing it may skip some.
+    files = [entry.path for entry in driver.walk(src) if not entry.is_dir]
+    for path in files:
+        driver.move(path, join_path(target, path[len(src) + 1 :] if src != "/" else path[1:]), **conditions.kwargs())
+
+
 def refuse_nesting(src: str, dst: str) -> None:
     """Raise :class:`CommandError` when the directory ``src`` would be copied or moved into itself."""
     if src in ("/", dst) or dst.startswith(src + "/"):
