@@ -531,8 +531,21 @@ class StorageDriver(abc.ABC):
         return f"{self.name}://{encoded}"
 
     def same_store(self, other: StorageDriver) -> bool:
-        """True when ``other`` addresses the same data below the same root (equal :meth:`identity`)."""
-        return self.identity() == other.identity()
+        """True when ``other`` addresses the same data below the same root (see :meth:`shares_store`)."""
+        return self.identity() == other.identity() and self._same_secrets(other)
+
+    def shares_store(self, other: StorageDriver) -> bool:
+        """True when ``other`` addresses the same store, whatever the two roots: equal :meth:`store_identity`.
+
+        The secret parameters must be equal too (compared here, never shown): a store
+        chosen by a secret (a connection string naming the account) is then never
+        taken for another, at the cost of treating two credentials of one store as two.
+        """
+        return self.store_identity() == other.store_identity() and self._same_secrets(other)
+
+    def _same_secrets(self, other: StorageDriver) -> bool:
+        names = self.secret_params | other.secret_params
+        return all(self._params.get(name) == other._params.get(name) for name in names)
 
     def rooted_at(self, root: str) -> StorageDriver:
         """A new driver on the same store whose root is ``root`` (a root as :meth:`identity` ends in)."""

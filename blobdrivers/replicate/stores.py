@@ -1,8 +1,9 @@
 """Where source and target lie: overlap refused, a missing source folder refused, copies inside one store.
 
 Everything here reads the stores through the driver contract
-(:meth:`~blobdrivers.driver.StorageDriver.identity`, ``store_identity``,
-``rooted_at``, ``missing_root`` and the ``copies_in_store`` capability), so it
+(:meth:`~blobdrivers.driver.StorageDriver.identity`, ``same_store``,
+``shares_store``, ``rooted_at``, ``missing_root`` and the ``copies_in_store``
+capability), so it
 serves third-party drivers as it serves the built-in ones.
 """
 
@@ -30,11 +31,11 @@ def _location(root: str, path: str) -> str:
 
 def refuse_overlap(source: StorageDriver, target: StorageDriver, path: str) -> None:
     """Raise ``ValueError`` when ``path`` of ``source`` and of ``target`` is one location, or one holds the other."""
-    if source.identity() == target.identity():
+    if source.same_store(target):
         a = b = _location("", path)
     else:
         source_root, target_root = _root(source), _root(target)
-        if source.store_identity() != target.store_identity() or source_root is None or target_root is None:
+        if not source.shares_store(target) or source_root is None or target_root is None:
             return
         a, b = _location(source_root, path), _location(target_root, path)
     if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
@@ -56,7 +57,7 @@ def refuse_missing_folder(source: StorageDriver) -> None:
 def server_side_copier(source: StorageDriver, target: StorageDriver) -> Callable[[str], None] | None:
     """A function copying one path from source to target inside the store, or ``None``.
 
-    Only when both drivers address the same store (equal ``store_identity()``) and
+    Only when both drivers address the same store (``shares_store``) and
     its ``cat`` copies inside the store (``copies_in_store``; a filesystem's copies
     through this process anyway). The copy is the store's own ``cat(dst, [src])``
     on a driver rooted where both roots meet: one source is a server-side copy on
@@ -65,7 +66,7 @@ def server_side_copier(source: StorageDriver, target: StorageDriver) -> Callable
     if not (source.copies_in_store and target.copies_in_store):
         return None
     source_root, target_root = _root(source), _root(target)
-    if source.store_identity() != target.store_identity() or source_root is None or target_root is None:
+    if not source.shares_store(target) or source_root is None or target_root is None:
         return None
     common_parts: list[str] = []
     for a, b in zip(source_root.split("/")[1:], target_root.split("/")[1:], strict=False):
