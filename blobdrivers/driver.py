@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import abc
 import builtins
-import logging
-import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 from . import paths
+from .calls import RACE_POINTS, Call, CallEvent, RacePoint
 from .conditions import Conditions
 from .errors import (
     ConfigError,
@@ -40,44 +37,10 @@ from .writer import Writer, WriterBackend
 
 T = TypeVar("T")
 
-log = logging.getLogger("blobdrivers")
+
+__all__ = ["RACE_POINTS", "URL_METHODS", "CallEvent", "RacePoint", "StorageDriver"]
 
 URL_METHODS = frozenset({"GET", "HEAD", "PUT"})
-
-
-@dataclass(frozen=True)
-class RacePoint:
-    """A named point between two backend requests of one operation, as passed to race hooks.
-
-    ``path`` is the caller's path of the operation; ``index`` numbers repeated
-    points of one operation (the part number at ``"part.upload"``), else 0.
-    """
-
-    name: str
-    path: str
-    index: int = 0
-
-
-#: The race points a driver marks with :meth:`StorageDriver._race_point`, and where.
-RACE_POINTS: Mapping[str, str] = {
-    "put.checked": "a conditional put or commit has checked its condition and not yet published",
-    "move.copied": (
-        "a move has written the destination (a rename: checked its conditions) and not yet removed the source"
-        " (path: the source)"
-    ),
-    "part.upload": "a writer or multipart put is about to send one part (index: part number, from 1)",
-}
-
-
-@dataclass(frozen=True)
-class CallEvent:
-    """One finished public call, as passed to observers (for metrics)."""
-
-    driver: str
-    operation: str
-    path: str
-    duration: float
-    error: StorageError | None
 
 
 class StorageDriver(abc.ABC):
@@ -276,7 +239,13 @@ class StorageDriver(abc.ABC):
             raise TypeError("cat() sources must be a list of paths, not a single string")
         full_sources = [self._file_path(source) for source in sources]
         with self._call("cat", path):
-            self._cat(full, full_sources)
+            try:
+                self._cat(full, full_sources)
+            except Exception as exc:
+                missing = self._missing_source(exc, dict(zip(full_sources, sources, strict=True)))
+                if missing is None:
+                    raise
+                raise PathNotFoundError(f"no file at {missing}", path=missing) from exc
 
     def url_for(self, path: str, method: str = "GET", expires_in: int = 1200) -> str:
         """A URL a plain HTTP client can use for ``method`` on ``path`` for ``expires_in`` seconds.
@@ -369,6 +338,32 @@ class StorageDriver(abc.ABC):
         """Build a signed or public URL; the default says the driver has none."""
         raise UnsupportedMethodError("this driver has no URLs for its files", driver=self.name)
 
+    def _missing_source(self, exc: Exception, sources: Mapping[str, str]) -> str | None:
+        """The caller's path of the source a failed ``_cat`` missed (R5), or None when ``exc`` is no "not found".
+
+        A hook names it by raising :class:`PathNotFoundError` with ``path=`` the full
+        source path; otherwise the first source that is no file is it (one ``_stat``
+        per source up to it: requests on this error path only).
+        """
+        if not self._is_not_found(exc):
+            return None
+        named = exc.path if isinstance(exc, StorageError) else None
+        if named is not None and named in sources:
+            return sources[named]
+        for full, source in sources.items():
+            try:
+                if self._stat(full).is_dir:
+                    return source
+            except Exception as probe:
+                if self._is_not_found(probe):
+                    return source
+        return None
+
+    def _is_not_found(self, exc: Exception) -> bool:
+        """Whether a hook's exception means "no file there" (before any wrapping)."""
+        mapped = exc if isinstance(exc, StorageError) else self._translate_error(exc, "")
+        return isinstance(mapped, PathNotFoundError) or (mapped is None and isinstance(exc, FileNotFoundError))
+
     def _race_point(self, name: str, full: str, index: int = 0) -> None:
         """Run the race hook installed under ``name``, if any; drivers call it at the points of RACE_POINTS.
 
@@ -453,8 +448,8 @@ class StorageDriver(abc.ABC):
         with self._call(operation, path):
             return fn()
 
-    def _call(self, operation: str, path: str) -> _Call:
-        return _Call(self, operation, path)
+    def _call(self, operation: str, path: str) -> Call:
+        return Call(self, operation, path)
 
     def _wrap(self, exc: Exception, operation: str, path: str) -> StorageError:
         """Turn any exception from a hook into a StorageError naming this driver and the path.
@@ -578,36 +573,3 @@ def _shown(path: str) -> str:
 
 def _rebuild_driver(cls: type[StorageDriver], params: dict[str, Any]) -> StorageDriver:
     return cls(**params)
-
-
-class _Call:
-    """Times one public call, turns its failure into a StorageError and tells the observers.
-
-    A class rather than a generator-based context manager: it runs on every call.
-    """
-
-    __slots__ = ("_driver", "_operation", "_path", "_started")
-
-    def __init__(self, driver: StorageDriver, operation: str, path: str) -> None:
-        self._driver = driver
-        self._operation = operation
-        self._path = path
-
-    def __enter__(self) -> None:
-        self._started = time.perf_counter()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        driver = self._driver
-        error: StorageError | None = None
-        if isinstance(exc, Exception):
-            error = driver._wrap(exc, self._operation, self._path)
-        if driver.observers or log.isEnabledFor(logging.DEBUG):
-            duration = time.perf_counter() - self._started
-            outcome = type(error or exc).__name__ if exc is not None else "ok"
-            log.debug("%s %s %s %.3f ms %s", driver.name, self._operation, self._path, duration * 1000, outcome)
-            for observer in driver.observers:
-                observer(CallEvent(driver.name, self._operation, self._path, duration, error))
-        if error is not None and error is not exc:
-            raise error from exc

@@ -123,13 +123,13 @@ class Params:
             raise self._fail(key, value, f"must be a multiple of {multiple_of} bytes")
         return number
 
-    def attempts(self, default: int = DEFAULT_ATTEMPTS, *, name: str = "retries") -> int:
+    def attempts(self, default: int = DEFAULT_ATTEMPTS, *, name: str = "retries", aliases: tuple[str, ...] = ()) -> int:
         """``retries``: how many attempts one request gets, the first included (1 turns retrying off).
 
         Every network driver reads this one way, so the same setting gives the same
         number of requests against a failing server on every backend.
         """
-        value = self.integer(name, default, minimum=1, maximum=MAX_ATTEMPTS)
+        value = self.integer(name, default, minimum=1, maximum=MAX_ATTEMPTS, aliases=aliases)
         assert value is not None
         return value
 

@@ -213,3 +213,19 @@ class ChecksumReader:
     def close(self) -> None:
         """Release the inner reader."""
         self._inner.close()
+
+
+def read_fully(source: RangeReader, buffer: memoryview, *, path: str) -> None:
+    """Fill all of ``buffer`` from ``source``, then close it.
+
+    Raises :class:`StorageError` naming ``path`` when ``source`` ends first.
+    """
+    try:
+        filled = 0
+        while filled < len(buffer):
+            got = source.readinto(buffer[filled:])
+            if not got:
+                raise StorageError(f"{path} ended {len(buffer) - filled} bytes before the end of the range")
+            filled += got
+    finally:
+        source.close()

@@ -44,7 +44,7 @@ class RetryPolicy:
             except Exception as exc:
                 if attempt >= self.attempts or not is_transient(exc):
                     raise
-                delay = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+                delay = self.backoff(attempt)
                 if time.monotonic() - started + delay > self.deadline:
                     raise
                 log.debug(
@@ -52,6 +52,13 @@ class RetryPolicy:
                 )
                 time.sleep(delay)
                 attempt += 1
+
+    def backoff(self, retry: int) -> float:
+        """The wait before retry number ``retry`` (1-based), with full jitter (see the class docstring).
+
+        SDKs that retry on their own (Azure's pipeline) take their waits from here too.
+        """
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
 
     @classmethod
     def with_attempts(cls, attempts: int) -> RetryPolicy:

@@ -30,11 +30,21 @@ from azure.storage.blob import BlobClient, BlobServiceClient, BlobType, Containe
 import blobdrivers
 from blobdrivers.drivers import azure as azure_module
 from blobdrivers.drivers.azure import AzureDriver
-from blobdrivers.errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
+from blobdrivers.drivers.azure import copies as copies_module
+from blobdrivers.errors import (
+    BucketNotFoundError,
+    ConfigError,
+    PathNotFoundError,
+    PreconditionFailedError,
+    StorageError,
+)
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.contract_rules import MissingBucket
+from blobdrivers.testing.faultproxy import FaultProxy, azure_error
 from blobdrivers.testing.helpers import payload as _payload
 from blobdrivers.testing.helpers import race as _race
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import AzuriteServer
 
 CHUNK = 64 * 1024
@@ -89,6 +99,12 @@ class TestAzureConformance(DriverConformance):
     def foreign_keys(self, container: Any) -> WriteRaw:
         return _write_raw_blob(container, "")
 
+    faulty_driver = faulty_driver_hook("azure")
+
+    @pytest.fixture
+    def missing_bucket_driver(self, params: dict[str, Any]) -> MissingBucket:
+        return AzureDriver(**{**params, "container": MISSING_BUCKET}), MISSING_BUCKET
+
 
 class TestAzureConnectionStringRootConformance(DriverConformance):
     """The same contract through a connection string, below a rootdirectory, with 16 KiB blocks."""
@@ -124,7 +140,7 @@ def test_from_url_and_factory(azurite_server: AzuriteServer, azure_container: st
     )
     store = blobdrivers.from_url(f"azure://{azure_container}/some/prefix?{query}")
     assert isinstance(store, AzureDriver)
-    assert (store.chunk_size, store.max_concurrency, store.retries) == (1024 * 1024, 4, 2)
+    assert (store.chunk_size, store.concurrency, store.retries) == (1024 * 1024, 4, 2)
     store.put("/x", b"via url")
     assert store.get("/x") == b"via url"
     plain = blobdrivers.create(
@@ -196,9 +212,45 @@ def test_connection_string_conflicts_and_garbage(azurite_server: AzuriteServer) 
 
 def test_missing_container_is_a_clear_error(params: dict[str, Any]) -> None:
     store = AzureDriver(**{**params, "container": "no-such-container"})
-    with pytest.raises(StorageError, match="no-such-container") as caught:
-        store.put("/x", b"x")
-    assert not isinstance(caught.value, PathNotFoundError)
+    operations = {
+        "put": lambda: store.put("/x", b"x"),
+        "get": lambda: store.get("/x"),
+        "stat": lambda: store.stat("/x"),
+        "list": lambda: store.list("/"),
+        "delete": lambda: store.delete("/x"),
+        "writer": lambda: store.writer("/x", append=True),
+    }
+    for name, operation in operations.items():
+        with pytest.raises(BucketNotFoundError) as caught:
+            operation()
+        assert str(caught.value).endswith("container 'no-such-container' does not exist"), name
+        assert not isinstance(caught.value, PathNotFoundError)
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_retries_counts_every_attempt_of_a_request(
+    params: dict[str, Any], azurite_server: AzuriteServer, attempts: int
+) -> None:
+    """``retries=N``: a server that always answers 503 sees exactly N requests for one operation."""
+    upstream = f"http://127.0.0.1:{azurite_server.port}"
+    with FaultProxy(upstream, rate=1.0, modes=("error",), error_body=azure_error) as proxy:
+        serviceurl = f"{proxy.endpoint}/{azurite_server.account_name}"
+        store = AzureDriver(**{**params, "serviceurl": serviceurl, "retries": attempts})
+        for operation in (lambda: store.put("/busy", b"x"), lambda: store.get("/busy")):
+            proxy.reset_stats()
+            with pytest.raises(StorageError, match=r"HTTP 50[03]"):
+                operation()
+            assert proxy.stats["requests"] == attempts
+
+
+def test_a_missing_cat_source_names_the_callers_path(params: dict[str, Any]) -> None:
+    store = AzureDriver(**{**params, "rootdirectory": "/root"})
+    store.put("/a/present", b"x")
+    with pytest.raises(PathNotFoundError) as caught:
+        store.cat("/a/joined", ["/a/present", "/a/missing"])
+    assert caught.value.path == "/a/missing"
+    assert "/a/missing" in str(caught.value) and "root/a" not in str(caught.value)
+    store.delete("/a")
 
 
 # ---------------------------------------------------------------------- secrets
@@ -376,7 +428,7 @@ def test_resume_across_instances_reads_the_staging_block_list(drv: AzureDriver, 
     # any other commit to the path would discard them.
     assert not container.get_blob_client("up/load").exists()
     listed = [props.name for props in container.list_blobs(include=["uncommittedblobs"])]
-    staging = [name for name in listed if "~uploads/" in name and "." in name]
+    staging = [name for name in listed if "~blobdrivers/uploads/" in name and "." in name]
     assert len(staging) == 1
     _, uncommitted = container.get_blob_client(staging[0]).get_block_list("all")
     assert sum(block.size for block in uncommitted) == len(first)
@@ -489,7 +541,7 @@ def test_resent_block_never_duplicates_data(drv: AzureDriver, monkeypatch: pytes
     drv.put("/twice-put", content)
     # Four blocks each for the writer's staging blob and the put (a commit's copy to the
     # target may stream through this client as well, where Put Block From URL is missing).
-    assert sum("~uploads/" in name for name in sent) == 4 and sent.count("twice-put") == 4
+    assert sum("~blobdrivers/uploads/" in name for name in sent) == 4 and sent.count("twice-put") == 4
     assert drv.get("/twice") == content
     assert drv.get("/twice-put") == content
     drv.delete("/twice")
@@ -669,13 +721,13 @@ def test_cat_server_side_request(drv: AzureDriver, monkeypatch: pytest.MonkeyPat
         return {}
 
     monkeypatch.setattr(BlobClient, "stage_block_from_url", block_from_url)
-    monkeypatch.setattr(azure_module, "MAX_COPY_RANGE", CHUNK)  # several ranges per source
+    monkeypatch.setattr(copies_module, "MAX_COPY_RANGE", CHUNK)  # several ranges per source
     sources = [_payload(2 * CHUNK + 10, seed=70), _payload(CHUNK, seed=71), b""]
     for index, content in enumerate(sources):
         drv.put(f"/s{index}", content)
     drv.cat("/server-side", ["/s0", "/s1", "/s2"])
     assert drv.get("/server-side") == b"".join(sources)
-    assert drv._copy_from_url is True
+    assert drv._copier.copy_from_url is True
     requests_seen.sort(key=lambda r: r["id"])  # ranges run in parallel: order them by block index
     assert [r["range"] for r in requests_seen] == [(0, CHUNK), (CHUNK, CHUNK), (2 * CHUNK, 10), (0, CHUNK)]
     assert [r["source"] for r in requests_seen] == ["s0", "s0", "s0", "s1"]
@@ -692,7 +744,7 @@ def test_cat_server_side_request(drv: AzureDriver, monkeypatch: pytest.MonkeyPat
 
 
 def test_large_move_takes_the_polled_async_copy_on_azurite(drv: AzureDriver, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(azure_module, "MAX_SYNC_COPY", CHUNK)
+    monkeypatch.setattr(copies_module, "MAX_SYNC_COPY", CHUNK)
     content = _payload(3 * CHUNK, seed=80)
     drv.put("/big-src", content)
     drv.put("/big-dst", b"old")
@@ -728,13 +780,13 @@ def test_stream_resumes_after_a_broken_connection(drv: AzureDriver) -> None:
     with drv.stream("/r", 5) as reader:
         first = reader.read(1000)
         backend = reader._backend  # type: ignore[attr-defined]
-        backend._raw.close()  # the connection drops mid-body
+        backend._body._raw.close()  # the connection drops mid-body
         rest = reader.read()
     assert first + rest == content[5:]
     with drv.stream("/r") as reader:
         reader.read(10)
         drv.put("/r", b"rewritten")
-        reader._backend._raw.close()  # type: ignore[attr-defined]
+        reader._backend._body._raw.close()  # type: ignore[attr-defined]
         with pytest.raises(StorageError, match="changed"):
             reader.read()
     drv.delete("/r")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -31,9 +32,12 @@ import urllib3.exceptions
 from urllib3.response import HTTPResponse
 
 import blobdrivers
-from blobdrivers.drivers import gcs as gcs_module
 from blobdrivers.drivers.gcs import GCSDriver
+from blobdrivers.drivers.gcs import client as gcs_client
+from blobdrivers.drivers.gcs.sidecar import UploadState
+from blobdrivers.drivers.gcs.uploads import upload_small
 from blobdrivers.errors import (
+    BucketNotFoundError,
     ConfigError,
     InvalidPathError,
     PathNotFoundError,
@@ -44,8 +48,10 @@ from blobdrivers.errors import (
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
+from blobdrivers.testing.contract_rules import MissingBucket
+from blobdrivers.testing.faultproxy import FaultProxy, gcs_error
 from blobdrivers.testing.helpers import payload as _payload
-from tests.servers.faultproxy import FaultProxy
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import GcsServer
 
 CHUNK = 256 * 1024
@@ -77,15 +83,15 @@ def gcs(gcs_server: GcsServer, bucket: str) -> GCSDriver:
 def _raw_keys(driver: GCSDriver, prefix: str = "") -> list[str]:
     """Every key in the driver's bucket, hidden ones included (straight from the JSON API)."""
     params = {"prefix": prefix} if prefix else {}
-    answer = requests.get(driver._api, params=params, timeout=30).json()
+    answer = requests.get(driver._api.objects, params=params, timeout=30).json()
     return [item["name"] for item in answer.get("items") or []]
 
 
 def _parked_state(driver: GCSDriver, key: str) -> Any:
     """The sidecar of the upload parked for ``key``, read without taking it over (straight from the API)."""
-    sidecar = urllib.parse.quote(driver._sidecar_key(key), safe="")
-    answer = requests.get(f"{driver._download_api}/{sidecar}", params={"alt": "media"}, timeout=30)
-    return gcs_module._UploadState.decode(answer.content) if answer.status_code == 200 else None
+    sidecar = urllib.parse.quote(driver._parking.sidecar_key(key), safe="")
+    answer = requests.get(f"{driver._api.downloads}/{sidecar}", params={"alt": "media"}, timeout=30)
+    return UploadState.decode(answer.content) if answer.status_code == 200 else None
 
 
 def _emulator_ignores(reason: str) -> pytest.MarkDecorator:
@@ -109,11 +115,18 @@ class TestGCSConformance(DriverConformance):
         def write(key: str, data: bytes) -> bool:
             if {".", ".."} & set(key.split("/")):
                 return False  # gcp-storage-emulator drops the connection on such a name
-            answer = requests.post(gcs._upload_api, params={"uploadType": "media", "name": key}, data=data, timeout=30)
+            answer = requests.post(gcs._api.uploads, params={"uploadType": "media", "name": key}, data=data, timeout=30)
             answer.raise_for_status()
             return True
 
         return write
+
+    faulty_driver = faulty_driver_hook("gcs")
+
+    @pytest.fixture
+    def missing_bucket_driver(self, gcs_server: GcsServer) -> MissingBucket:
+        driver = GCSDriver(bucket=MISSING_BUCKET, endpoint=gcs_server.endpoint, project=gcs_server.project)
+        return driver, MISSING_BUCKET
 
     # The emulator ignores ifGenerationMatch, so these four cannot pass against it; the
     # requests the driver sends for them, and its handling of a 412, are checked by the
@@ -317,7 +330,7 @@ def test_bad_parameters_raise_config_error_naming_them(params: dict[str, Any], n
 def test_defaults_and_sizes() -> None:
     driver = GCSDriver(bucket="registry-bucket", endpoint="http://127.0.0.1:9")
     assert driver.chunk_size == 16 * 1024 * 1024
-    assert driver.max_concurrency == 8
+    assert driver.concurrency == 8
     assert GCSDriver(bucket="registry-bucket", endpoint="127.0.0.1:9", chunksize="512KiB").chunk_size == 512 * 1024
     assert GCSDriver(bucket="registry-bucket", endpoint="127.0.0.1:9").endpoint == "http://127.0.0.1:9"
 
@@ -460,7 +473,7 @@ def test_a_damaged_sidecar_is_replaced_by_a_fresh_writer_and_refused_by_a_resume
     writer.write(b"x")
     writer.close()
     (sidecar,) = _hidden_keys(gcs)
-    gcs._upload_small(sidecar, b"not a sidecar", {}, what="test")
+    upload_small(gcs._api, sidecar, b"not a sidecar", {}, what="test")
     with pytest.raises(StorageError, match="sidecar"):
         gcs.writer("/d", append=True)
     fresh = gcs.writer("/d")
@@ -635,7 +648,7 @@ def test_listing_follows_page_tokens(
     files = ["/p/a", "/p/b/c", "/p/b/d", "/p/e", "/p/f/g", "/p/h", "/p/i", "/p/j/k/l", "/p/m"]
     for path in files:
         gcs.put(path, path.encode())
-    monkeypatch.setattr(gcs_module, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(gcs_client, "LIST_PAGE_SIZE", 2)
     wire = wire_for(gcs)
 
     def paginate(call: Call, forward: Callable[..., Any]) -> Any:
@@ -972,6 +985,100 @@ def test_errors_never_show_the_session_uri(
     wire.rules.clear()
     with pytest.raises(PathNotFoundError):
         driver.stat("/big")
+
+
+def _every_operation(driver: GCSDriver) -> list[tuple[str, Callable[[], object]]]:
+    def write_and_commit() -> None:
+        writer = driver.writer("/w")
+        writer.write(b"z" * (CHUNK + 7))
+        writer.commit()
+
+    return [
+        ("stat", lambda: driver.stat("/src")),
+        ("get", lambda: driver.get("/src")),
+        ("stream", lambda: driver.stream("/src").read()),
+        ("put", lambda: driver.put("/x", b"x")),
+        ("put of a session", lambda: driver.put("/x", b"x" * (2 * CHUNK + 1))),
+        ("put of a stream", lambda: driver.put("/x", iter([b"x" * (2 * CHUNK + 1)]))),
+        ("put of a file", lambda: driver.put("/x", io.BytesIO(b"x" * (2 * CHUNK + 1)))),
+        ("list", lambda: driver.list("/")),
+        ("walk", lambda: list(driver.walk("/"))),
+        ("delete", lambda: driver.delete("/a")),
+        ("cat", lambda: driver.cat("/x", ["/src", "/src"])),
+        ("move", lambda: driver.move("/src", "/dst")),
+        ("writer", write_and_commit),
+    ]
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_retries_is_the_number_of_requests_an_operation_makes_against_a_failing_server(
+    gcs_server: GcsServer, bucket: str, attempts: int
+) -> None:
+    """R1: with ``retries=N`` a server that always answers 503 sees exactly N requests per operation."""
+    with FaultProxy(gcs_server.endpoint, rate=1.0, modes=("error",), error_body=gcs_error) as proxy:
+        proxy.enabled = False
+        driver = GCSDriver(bucket=bucket, endpoint=proxy.endpoint, chunksize=CHUNK, retries=attempts)
+        assert driver._api.retry.attempts == attempts
+        driver._api.retry = dataclasses.replace(driver._api.retry, base_delay=0.001)  # the count, not the waits
+        driver.put("/src", b"data")
+        driver.put("/a/b", b"x")
+        proxy.enabled = True
+        for name, operation in _every_operation(driver):
+            before = proxy.stats["requests"]
+            with pytest.raises(StorageError):
+                operation()
+            assert proxy.stats["requests"] - before == attempts, name
+        proxy.enabled = False
+        driver.delete("/a")
+        driver.delete("/src")
+
+
+def test_a_missing_bucket_is_bucket_not_found_from_every_operation(gcs_server: GcsServer) -> None:
+    """R3: not PathNotFoundError; the emulator's 404s say nothing, so a 404 is explained on failure only."""
+    driver = GCSDriver(bucket="no-such-bucket-r3", endpoint=gcs_server.endpoint, chunksize=CHUNK)
+    for name, operation in _every_operation(driver):
+        with pytest.raises(BucketNotFoundError) as caught:
+            operation()
+        assert not isinstance(caught.value, PathNotFoundError), name
+        assert caught.value.message == "bucket 'no-such-bucket-r3' does not exist", name
+
+
+def test_real_gcs_404_messages_tell_the_bucket_from_the_object() -> None:
+    """GCS words a missing bucket and a missing object differently: no extra request is needed to tell."""
+    from blobdrivers.drivers.gcs.errors import HTTPError
+
+    def answer(message: str) -> HTTPError:
+        body = {"error": {"code": 404, "message": message, "errors": [{"reason": "notFound", "message": message}]}}
+        return HTTPError.from_response(_response(404, body), "stat")
+
+    assert answer("The specified bucket does not exist.").bucket_missing is True
+    assert answer("No such object: b/k").bucket_missing is False
+    assert HTTPError.from_response(_response(404), "stat").bucket_missing is None
+
+
+def test_session_uris_and_signatures_never_reach_a_log_line(
+    gcs: GCSDriver, caplog: pytest.LogCaptureFixture, service_account: tuple[dict[str, str], Any]
+) -> None:
+    """R7: urllib3 logs every request line at DEBUG; session ids and URL signatures are masked there."""
+    with caplog.at_level(logging.DEBUG):
+        writer = gcs.writer("/w")
+        writer.write(_payload(2 * CHUNK + 5))
+        writer.close()
+        resumed = gcs.writer("/w", append=True)
+        resumed.write(b"tail")
+        resumed.commit()
+        info, _ = service_account
+        signer = GCSDriver(bucket=gcs.bucket, endpoint=gcs.endpoint, credentials=info)
+        url = signer.url_for("/w", method="GET", expires_in=600)
+        logging.getLogger("urllib3.connectionpool").debug("fetching %s", url)
+    signature = _query(url)["X-Goog-Signature"]
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "upload_id=***" in text
+    assert "upload_id=" not in text.replace("upload_id=***", "")
+    assert signature not in text
+    assert "upload_id=***" in gcs.redact("https://h/upload?upload_id=ADPy-secret")
+    assert signature not in signer.redact(url)
+    gcs.delete("/w")
 
 
 # ---------------------------------------------------------------------- signed URLs

@@ -28,6 +28,7 @@ import blobdrivers
 from blobdrivers.driver import StorageDriver
 from blobdrivers.drivers.oss import OSSDriver
 from blobdrivers.errors import (
+    BucketNotFoundError,
     ConfigError,
     PathNotFoundError,
     PreconditionFailedError,
@@ -37,7 +38,9 @@ from blobdrivers.errors import (
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.helpers import payload as _payload
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.oss import OssRequestHandler, OssServer
 
 CHUNK = 100 * KiB  # OSS's minimum part size, so multipart paths run on small data
@@ -125,6 +128,12 @@ class TestOSSConformance(DriverConformance):
             return True
 
         return write
+
+    faulty_driver = faulty_driver_hook("oss")
+
+    @pytest.fixture
+    def missing_bucket_driver(self, oss_server: OssServer) -> MissingBucket:
+        return OSSDriver(**_params(oss_server, MISSING_BUCKET)), MISSING_BUCKET
 
     def test_list_over_a_thousand_children(self, store: StorageDriver, oss_server: OssServer) -> None:
         """The suite's list/walk/delete of over 1000 objects, checking paging and batch deletes."""
@@ -808,6 +817,53 @@ def test_secrets_stay_out_of_repr_errors_and_logs(
 
 def test_bucket_missing_is_a_clear_error(params: dict[str, Any]) -> None:
     missing = OSSDriver(**{**params, "bucket": "no-such-bucket"})
-    with pytest.raises(StorageError, match="does not exist") as caught:
-        missing.put("/x", b"x")
-    assert not isinstance(caught.value, PathNotFoundError)
+    operations: dict[str, Callable[[], object]] = {
+        "put": lambda: missing.put("/x", b"x"),
+        "get": lambda: missing.get("/x"),
+        "empty stream": lambda: missing.stream("/x", 0, 0).read(),
+        "stat": lambda: missing.stat("/x"),
+        "stat root": lambda: missing.stat("/"),
+        "list": lambda: missing.list("/"),
+        "walk": lambda: list(missing.walk("/")),
+        "move": lambda: missing.move("/x", "/y"),
+        "delete": lambda: missing.delete("/x"),
+        "cat": lambda: missing.cat("/x", ["/a"]),
+        "writer": lambda: missing.writer("/x", append=True),
+    }
+    for name, operation in operations.items():
+        with pytest.raises(BucketNotFoundError) as caught:
+            operation()
+        assert caught.value.message == "bucket 'no-such-bucket' does not exist", name
+        assert not isinstance(caught.value, PathNotFoundError), name
+
+
+def test_errors_name_the_callers_paths_below_the_root(params: dict[str, Any]) -> None:
+    oss = OSSDriver(**{**params, "rootdirectory": "/root"})
+    oss.put("/a/x", b"x")
+    with pytest.raises(PathNotFoundError) as missing:
+        oss.cat("/a/t", ["/a/x", "/a/missing"])
+    assert (missing.value.message, missing.value.path) == ("cat source /a/missing does not exist", "/a/missing")
+    oss.put("/a/y", b"y")
+    with pytest.raises(PreconditionFailedError) as exists:
+        oss.move("/a/x", "/a/y", if_none_match="*")
+    assert exists.value.message == "/a/y already exists"
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_retries_is_the_number_of_requests_against_a_failing_server(
+    params: dict[str, Any], oss_server: OssServer, attempts: int
+) -> None:
+    oss = OSSDriver(**{**params, "retries": attempts})
+    operations: dict[str, Callable[[], object]] = {
+        "put": lambda: oss.put("/x", b"x"),
+        "conditional put": lambda: oss.put("/x", b"x", if_none_match="*"),
+        "get": lambda: oss.get("/x"),
+        "stat": lambda: oss.stat("/x"),
+        "list": lambda: oss.list("/"),
+    }
+    for name, operation in operations.items():
+        seen = Seen(oss_server, then=lambda handler: _error(503, "ServiceUnavailable")(handler) or True)
+        with pytest.raises(StorageError):
+            operation()
+        oss_server.fault_hook = None
+        assert len(seen.requests) == attempts, name

@@ -32,7 +32,9 @@ from blobdrivers.multipart import PlannedPart, plan_cat
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.helpers import payload as _payload
+from tests.proxied import MISSING_BUCKET, faulty_driver_hook
 from tests.servers.local import MotoServer
 
 CHUNK = 5 * MiB
@@ -133,6 +135,12 @@ class TestS3Conformance(DriverConformance):
             return True
 
         return write
+
+    faulty_driver = faulty_driver_hook("s3")
+
+    @pytest.fixture
+    def missing_bucket_driver(self, moto_server: MotoServer) -> MissingBucket:
+        return S3Driver(**_params(moto_server, MISSING_BUCKET)), MISSING_BUCKET
 
     def test_list_over_a_thousand_children(self, store: StorageDriver) -> None:
         """The suite's 1005-object list/walk/delete, also checking the requests S3 gets."""

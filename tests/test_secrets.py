@@ -353,7 +353,7 @@ def test_azure_never_shows_its_secrets(
     scan: Scan, azurite_server: AzuriteServer, azure_container: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account, endpoint = azurite_server.account_name, azurite_server.blob_endpoint
-    common = {"container": azure_container, "retries": 0}
+    common = {"container": azure_container, "retries": 1}
     sas = _fake_sas()
     connection = f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={AZURE_KEY};BlobEndpoint={endpoint};"
     client_secret = f"{MARK}6client~secret"
@@ -482,7 +482,7 @@ def _service_account(token_uri: str) -> tuple[dict[str, str], list[str]]:
 
 
 def test_gcs_never_shows_its_secrets(scan: Scan, gcs_server: GcsServer, gcs_bucket: str, tmp_path: Path) -> None:
-    common = {"bucket": gcs_bucket, "endpoint": gcs_server.endpoint, "retries": 0, "chunksize": "256KiB"}
+    common = {"bucket": gcs_bucket, "endpoint": gcs_server.endpoint, "retries": 1, "chunksize": "256KiB"}
     scan.secret(GCS_TOKEN)
     with _token_endpoint(refuse=False) as granting, _token_endpoint(refuse=True) as refusing:
         info, key_lines = _service_account(granting)
@@ -650,7 +650,7 @@ def test_gcs_sdk_errors_quoting_secrets_are_scrubbed(
     with _token_endpoint(refuse=False) as granting:
         info, key_lines = _service_account(granting)
         driver = GCSDriver(
-            bucket=gcs_bucket, endpoint=gcs_server.endpoint, retries=0, chunksize="256KiB", credentials=info
+            bucket=gcs_bucket, endpoint=gcs_server.endpoint, retries=1, chunksize="256KiB", credentials=info
         )
         driver.put("/x", b"x")  # real requests, so urllib3 logs
         session_id = f"ADPycdt{MARK}5session-id"
@@ -661,7 +661,7 @@ def test_gcs_sdk_errors_quoting_secrets_are_scrubbed(
         )
         signed = f"{gcs_server.endpoint}/{gcs_bucket}/x?X-Goog-Signature={signature}"
         headers = {"Authorization": f"Bearer {GCS_TOKEN}"}
-        http = driver._http()
+        http = driver._api.http()
 
         class Failing:
             def urlopen(self, method: str, url: str, **kwargs: Any) -> Any:
@@ -671,12 +671,12 @@ def test_gcs_sdk_errors_quoting_secrets_are_scrubbed(
                     message = f"{signed}: {_quoting([info['private_key']])} Authorization: Bearer {GCS_TOKEN}"
                     raise urllib3.exceptions.ProtocolError(message, exc) from exc
 
-        monkeypatch.setattr(driver, "_http", Failing)
+        monkeypatch.setattr(driver._api, "http", Failing)
         error = scan.fails(StorageError, "gcs sdk error quoting secrets", lambda: driver.stat("/x"))
         monkeypatch.undo()
         assert type(error.__cause__).__name__ == "ProtocolError", repr(error.__cause__)
         assert isinstance(error.__cause__.__cause__, OSError)
-        assert http is driver._http()
+        assert http is driver._api.http()
         driver.delete("/x")
     scan.check("urllib3")
 
@@ -863,13 +863,13 @@ def _tls_driver(request: pytest.FixtureRequest, kind: str, front: Callable[[str]
             accountkey=azurite.account_key,
             serviceurl=front(f"{parts.scheme}://{parts.netloc}") + parts.path,
             container=request.getfixturevalue("azure_container"),
-            retries=0,
+            retries=1,
             **extra,
         )
     if kind == "gcs":
         gcs: GcsServer = request.getfixturevalue("gcs_server")
         bucket = request.getfixturevalue("gcs_bucket")
-        return GCSDriver(bucket=bucket, endpoint=front(gcs.endpoint), retries=0, **extra)
+        return GCSDriver(bucket=bucket, endpoint=front(gcs.endpoint), retries=1, **extra)
     oss: OssServer = request.getfixturevalue("oss_server")
     return OSSDriver(
         bucket=request.getfixturevalue("oss_bucket"),

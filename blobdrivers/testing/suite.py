@@ -41,6 +41,7 @@ from ..listing import FileInfo, walk_key
 from .contract_errors import ErrorContract
 from .contract_namespace import NamespaceContract
 from .contract_races import RaceContract, TearingContract
+from .contract_rules import UniformRulesContract
 from .contract_writers import WriterContract, WriterIsolationContract
 from .helpers import SuiteBase, fetch, payload, race, reopen
 
@@ -92,6 +93,7 @@ class DriverConformance(
     TearingContract,
     NamespaceContract,
     ErrorContract,
+    UniformRulesContract,
     SuiteBase,
 ):
     """The contract of :class:`~blobdrivers.StorageDriver`, as tests. Provide the ``driver`` fixture."""

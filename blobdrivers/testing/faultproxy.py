@@ -1,4 +1,4 @@
-"""A fault-injecting HTTP proxy for tests: loopback, port 0, seeded.
+"""A fault-injecting HTTP proxy for driver tests: loopback, port 0, seeded, stdlib only.
 
 Placed between a driver and its local server, it forwards each HTTP/1.1 request
 to the upstream server (one upstream connection per request) and, at a
@@ -9,8 +9,9 @@ configurable rate, injects one of these faults instead:
   :func:`azure_error`, :func:`gcs_error` and :func:`oss_error`);
 * ``reset_request``: read the head and a random part of the body (up to all of
   it), then reset the connection (RST): the upstream never sees the request;
-* ``reset_response``: forward, relay a random part of the response (at most
-  ``cut_max`` bytes, head included), then reset: the upstream *did* the request;
+* ``reset_response``: forward, relay a random part of the response (from
+  ``cut_min`` up to ``cut_max`` bytes, head included), then reset: the upstream
+  *did* the request;
 * ``stall``: wait ``stall_seconds`` before forwarding.
 
 The fault of each request is drawn from one ``random.Random(seed)`` in arrival
@@ -142,6 +143,8 @@ class FaultProxy:
     stall_seconds: float = 0.3
     #: A ``reset_response`` relays at most this many bytes before the reset.
     cut_max: int = 1024 * 1024
+    #: ... and at least this many (head included): above a head's size, every cut is mid-body.
+    cut_min: int = 0
     enabled: bool = True
     #: Only requests whose request line (``"PUT /path?query HTTP/1.1"``) it accepts may get a fault.
     select: Callable[[str], bool] | None = None
@@ -170,12 +173,14 @@ class FaultProxy:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> FaultProxy:
+        """Start serving on a thread; returns the proxy."""
         thread = threading.Thread(target=self._accept_loop, name="faultproxy", daemon=True)
         thread.start()
         self._threads.append(thread)
         return self
 
     def stop(self) -> None:
+        """End every connection and thread of the proxy."""
         self._stop.set()
         self._listener.close()
         with self._lock:
@@ -286,7 +291,7 @@ class FaultProxy:
             return False
         if mode == "stall":
             time.sleep(self.stall_seconds)
-        cut = self._draw(self.cut_max) if mode == "reset_response" else None
+        cut = self.cut_min + self._draw(self.cut_max - self.cut_min) if mode == "reset_response" else None
         return self._forward(client, request_line, headers, body, cut)
 
     def _refused(self, request_line: bytes) -> int | None:
@@ -368,7 +373,7 @@ class FaultProxy:
 
 
 def _read_head(reader: BinaryIO) -> bytes | None:
-    lines = []
+    lines: list[bytes] = []
     while True:
         line = reader.readline(65537)
         if not line:
