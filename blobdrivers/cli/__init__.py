@@ -15,7 +15,10 @@ Exit codes
     0 success, 1 a storage or I/O error (``blobdrivers: error: ...`` on stderr),
     2 a usage error, 130 interrupted. ``conformance`` passes pytest's code through.
 
-The full reference with examples is ``docs/cli.md``.
+The full reference with examples is ``docs/cli.md``. Here: :func:`main` (parse,
+run, report errors); :mod:`.parser` (the argument parser), :mod:`.locations`
+(locations, the stores a command opens), :mod:`.commands`, :mod:`.transfers`
+(copies and moves), :mod:`.sync` and :mod:`.progress` (progress bars).
 """
 
 from __future__ import annotations
