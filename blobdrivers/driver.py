@@ -557,8 +557,7 @@ class StorageDriver(abc.ABC):
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{key}={'***' if key in self.secret_params else repr(value)}"
-            for key, value in sorted(self._params.items())
+            f"{key}={MASK if key in self.secret_params else repr(value)}" for key, value in sorted(self._params.items())
         )
         return f"{type(self).__name__}({shown})"
 

@@ -194,11 +194,12 @@ class Run:
     def _weight(self, task: Task) -> int:
         """How many of the ``concurrency`` slots an update takes.
 
-        A streamed copy to an object store takes one slot per chunk of the target,
-        up to all of them: the driver uploads those parts in parallel, each in a
-        chunk-sized buffer, so the memory of a run stays near ``concurrency`` chunks
-        whatever the mix of sizes, and large objects go one (or a few) at a time
-        with their parts in parallel. Filesystem writes hold one buffer: one slot.
+        A streamed copy to a target with ``parallel_put`` (an object store) takes one
+        slot per chunk of the target, up to all of them: the driver uploads those
+        parts in parallel, each in a chunk-sized buffer, so the memory of a run stays
+        near ``concurrency`` chunks whatever the mix of sizes, and large objects go
+        one (or a few) at a time with their parts in parallel. A target writing from
+        one buffer (a filesystem) takes one slot.
         """
         if task.kind != "copy" or self.updater.server_side is not None or not self.target.parallel_put:
             return 1
