@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import abc
 import builtins
-import logging
-import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote
 
 from . import paths
+from .calls import RACE_POINTS, Call, CallEvent, PathPairs, RacePoint
 from .conditions import Conditions
 from .errors import (
     ConfigError,
@@ -39,46 +37,9 @@ from .writer import Writer, WriterBackend
 
 T = TypeVar("T")
 #: (full path, caller's path) of the other files of one call.
-_PathPairs = tuple[tuple[str, str], ...]
-
-log = logging.getLogger("blobdrivers")
+__all__ = ["RACE_POINTS", "URL_METHODS", "CallEvent", "RacePoint", "StorageDriver"]
 
 URL_METHODS = frozenset({"GET", "HEAD", "PUT"})
-
-
-@dataclass(frozen=True)
-class RacePoint:
-    """A named point between two backend requests of one operation, as passed to race hooks.
-
-    ``path`` is the caller's path of the operation; ``index`` numbers repeated
-    points of one operation (the part number at ``"part.upload"``), else 0.
-    """
-
-    name: str
-    path: str
-    index: int = 0
-
-
-#: The race points a driver marks with :meth:`StorageDriver._race_point`, and where.
-RACE_POINTS: Mapping[str, str] = {
-    "put.checked": "a conditional put or commit has checked its condition and not yet published",
-    "move.copied": (
-        "a move has written the destination (a rename: checked its conditions) and not yet removed the source"
-        " (path: the source)"
-    ),
-    "part.upload": "a writer or multipart put is about to send one part (index: part number, from 1)",
-}
-
-
-@dataclass(frozen=True)
-class CallEvent:
-    """One finished public call, as passed to observers (for metrics)."""
-
-    driver: str
-    operation: str
-    path: str
-    duration: float
-    error: StorageError | None
 
 
 class StorageDriver(abc.ABC):
@@ -107,6 +68,29 @@ class StorageDriver(abc.ABC):
     #: writers, staging, markers). Paths never name it (``~`` starts no valid
     #: component), so it never shows in a listing and user data never collides with it.
     bookkeeping_dir: ClassVar[str] = "~blobdrivers"
+    #: Parameters that tune an instance (sizes, concurrency, retries, timeouts, logging)
+    #: without changing which data it addresses: :meth:`identity` leaves them out.
+    tuning_params: ClassVar[frozenset[str]] = frozenset(
+        {
+            "chunksize",
+            "maxconcurrency",
+            "concurrency",
+            "multipartcopychunksize",
+            "multipartcopymaxconcurrency",
+            "multipartcopythresholdsize",
+            "fsync",
+            "retries",
+            "maxretries",
+            "timeout",
+            "loglevel",
+        }
+    )
+    #: True when ``cat(dst, [src])`` copies inside the store (server-side, or in memory)
+    #: rather than reading and writing the bytes through this process.
+    copies_in_store: ClassVar[bool] = True
+    #: True when a streamed ``put`` may hold several ``chunk_size`` buffers at once
+    #: (parts sent in parallel); False when it writes sequentially from one buffer.
+    parallel_put: ClassVar[bool] = True
 
     def __init__(self, params: Mapping[str, Any], *, rootdirectory: str = "", chunk_size: int = 1024 * 1024) -> None:
         self._params = dict(params)
@@ -465,10 +449,10 @@ class StorageDriver(abc.ABC):
         with self._call(operation, path):
             return fn()
 
-    def _call(self, operation: str, path: str, *, others: _PathPairs = ()) -> _Call:
-        return _Call(self, operation, path, others)
+    def _call(self, operation: str, path: str, *, others: PathPairs = ()) -> Call:
+        return Call(self, operation, path, others)
 
-    def _wrap(self, exc: Exception, operation: str, path: str, others: _PathPairs = ()) -> StorageError:
+    def _wrap(self, exc: Exception, operation: str, path: str, others: PathPairs = ()) -> StorageError:
         """Turn any exception from a hook into a StorageError naming this driver and the path.
 
         The secrets are masked first in ``exc`` and its whole chain (``redact``, in
@@ -497,7 +481,7 @@ class StorageDriver(abc.ABC):
         mapped.message = self._caller_paths(self.redact(mapped.message), path, others)
         return mapped
 
-    def _caller_paths(self, text: str, path: str, others: _PathPairs = ()) -> str:
+    def _caller_paths(self, text: str, path: str, others: PathPairs = ()) -> str:
         """Show the caller's paths rather than the root-prefixed ones a hook put in a message."""
         if not self._root:
             return text
@@ -523,19 +507,66 @@ class StorageDriver(abc.ABC):
                         text = text.replace(form, MASK)
         return mask_credentials(text)
 
-    def same_store(self, other: StorageDriver) -> bool:
-        """True when ``other`` is a driver of the same kind with the same parameters and root (so the same data)."""
-        return type(self) is type(other) and self._identity() == other._identity()
+    def identity(self) -> str:
+        """Which stored data this instance addresses, as text; never holds a secret.
 
-    def _identity(self) -> tuple[tuple[str, str], ...]:
-        params = {key: value for key, value in self._params.items() if value not in (None, "")}
-        params["rootdirectory"] = self._root
-        return tuple(sorted((key, repr(value)) for key, value in params.items()))
+        Two instances return the same string exactly when they address the same
+        data: the same backend, store (endpoint, bucket, container, account) and
+        root. It is :meth:`store_identity` followed by the root (``""`` for the whole
+        store, else ``"/a/b"``), so an instance rooted inside another's root has the
+        other's identity followed by ``/``. Safe to print, log and use in names.
+        """
+        return self.store_identity() + self._root
+
+    def store_identity(self) -> str:
+        """Which store this instance addresses, its root left out: ``NAME://`` and the choosing parameters.
+
+        The default is built from the driver's name and its parameters but the
+        root, the :attr:`secret_params`, the :attr:`tuning_params` and empty ones,
+        each ``key=value`` percent-encoded (so it holds no ``/`` after ``://``),
+        e.g. ``s3://bucket=b&region=eu-west-1``. A driver whose store is chosen
+        otherwise (a local folder, a named in-memory store) overrides it.
+        """
+        skipped = self.secret_params | self.tuning_params | {"rootdirectory"}
+        chosen = sorted(
+            (key, value) for key, value in self._params.items() if key not in skipped and value not in (None, "")
+        )
+        encoded = "&".join(f"{quote(key, safe='')}={quote(str(value), safe='')}" for key, value in chosen)
+        return f"{self.name}://{encoded}"
+
+    def same_store(self, other: StorageDriver) -> bool:
+        """True when ``other`` addresses the same data below the same root (see :meth:`shares_store`)."""
+        return self.identity() == other.identity() and self._same_secrets(other)
+
+    def shares_store(self, other: StorageDriver) -> bool:
+        """True when ``other`` addresses the same store, whatever the two roots: equal :meth:`store_identity`.
+
+        The secret parameters must be equal too (compared here, never shown): a store
+        chosen by a secret (a connection string naming the account) is then never
+        taken for another, at the cost of treating two credentials of one store as two.
+        """
+        return self.store_identity() == other.store_identity() and self._same_secrets(other)
+
+    def _same_secrets(self, other: StorageDriver) -> bool:
+        names = self.secret_params | other.secret_params
+        return all(self._params.get(name) == other._params.get(name) for name in names)
+
+    def rooted_at(self, root: str) -> StorageDriver:
+        """A new driver on the same store whose root is ``root`` (a root as :meth:`identity` ends in)."""
+        return type(self)(**{**self._params, "rootdirectory": root})
+
+    def missing_root(self) -> str | None:
+        """The root folder when this store's root is a folder of its own that does not exist, else ``None``.
+
+        Reads of such a root see an empty store (reading creates nothing), which a
+        caller copying *from* it should not mistake for an empty source. Stores
+        whose root is a key prefix have no such folder: ``None``.
+        """
+        return None
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{key}={'***' if key in self.secret_params else repr(value)}"
-            for key, value in sorted(self._params.items())
+            f"{key}={MASK if key in self.secret_params else repr(value)}" for key, value in sorted(self._params.items())
         )
         return f"{type(self).__name__}({shown})"
 
@@ -550,37 +581,3 @@ def _shown(path: str) -> str:
 
 def _rebuild_driver(cls: type[StorageDriver], params: dict[str, Any]) -> StorageDriver:
     return cls(**params)
-
-
-class _Call:
-    """Times one public call, turns its failure into a StorageError and tells the observers.
-
-    A class rather than a generator-based context manager: it runs on every call.
-    """
-
-    __slots__ = ("_driver", "_operation", "_others", "_path", "_started")
-
-    def __init__(self, driver: StorageDriver, operation: str, path: str, others: _PathPairs) -> None:
-        self._driver = driver
-        self._operation = operation
-        self._path = path
-        self._others = others
-
-    def __enter__(self) -> None:
-        self._started = time.perf_counter()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        driver = self._driver
-        error: StorageError | None = None
-        if isinstance(exc, Exception):
-            error = driver._wrap(exc, self._operation, self._path, self._others)
-        if driver.observers or log.isEnabledFor(logging.DEBUG):
-            duration = time.perf_counter() - self._started
-            outcome = type(error or exc).__name__ if exc is not None else "ok"
-            log.debug("%s %s %s %.3f ms %s", driver.name, self._operation, self._path, duration * 1000, outcome)
-            for observer in driver.observers:
-                observer(CallEvent(driver.name, self._operation, self._path, duration, error))
-        if error is not None and error is not exc:
-            raise error from exc

@@ -35,7 +35,7 @@ class LogRedactor(logging.Filter):
     def redact(self, text: str) -> str:
         """``text`` with every match of the patterns masked."""
         for pattern in self.patterns:
-            text = pattern.sub(r"\1***", text)
+            text = pattern.sub(rf"\1{MASK}", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -57,44 +57,20 @@ class LogRedactor(logging.Filter):
                 logger.addFilter(self)
 
 
-# Credentials a URL can carry: query values whose names look secret (the drivers'
-# secret parameters by their usual names, and the signatures and tokens of signed
-# URLs), and the password of a user part.
-_URL_SECRETS = (
-    re.compile(
-        r"(?i)\b((?:[a-z0-9_-]*(?:secret|password|passwd|token|credential|signature|accesskey|accountkey"
-        r"|connectionstring)[a-z0-9_-]*|sig|key)=)[^&\s'\"#]+"
-    ),
-    re.compile(r"(://[^/@\s:]*:)[^/@\s]+(?=@)"),
-)
-_URL_REDACTOR = LogRedactor(_URL_SECRETS)
+# --------------------------------------------------------------------------- patterns
 
-
-def redact_url(text: str, secret_names: Iterable[str] = ()) -> str:
-    """``text`` with the credentials of the URLs in it masked (``name=***``, ``user:***@``).
-
-    Masks query values of credential-like names and of ``secret_names`` (a driver's
-    ``secret_params``, whatever they are called); the values are masked as written,
-    percent-encoded or not, which a search for the decoded value would miss.
-    """
-    text = _URL_REDACTOR.redact(text)
-    names = "|".join(re.escape(name) for name in secret_names)
-    if names:
-        text = re.sub(rf"(?i)(?<![a-z0-9_-])((?:{names})=)[^&\s'\"#]+", r"\1***", text)
-    return text
-
-
-# --------------------------------------------------------------------------- errors
-
-#: Credentials any backend may quote in an error, whatever the driver: signed URL query
-#: parameters (S3/GCS V4, Azure SAS, OSS), tokens, GCS resumable-session ids,
-#: Authorization headers (dict or wire form) and bearer tokens. Group 1 is kept.
+#: Credentials any text may carry (an error, a log line, a URL about to be printed),
+#: whatever the driver. Group 1 is kept and the rest masked. In order: query values
+#: whose names look secret (the drivers' secret parameters by their usual names; the
+#: signatures, credentials and tokens of signed URLs: S3/GCS V4, Azure SAS, OSS; GCS
+#: resumable-session ids), the password of a URL's user part, Authorization headers
+#: (dict or wire form) and bearer tokens.
 CREDENTIAL_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(
-        r"(?i)\b((?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
-        r"x-goog-credential|security-token|x-oss-security-token|ossaccesskeyid|awsaccesskeyid|accesskeyid|"
-        r"token|access_token|upload_id)=)[^&\s'\"<>]+"
+        r"(?i)\b((?:[a-z0-9_-]*(?:secret|password|passwd|token|credential|signature|accesskey|accountkey"
+        r"|connectionstring)[a-z0-9_-]*|sig|key|upload_id)=)[^&\s'\"<>#]+"
     ),
+    re.compile(r"(://[^/@\s:]*:)[^/@\s]+(?=@)"),
     re.compile(r"""(?i)(\b(?:proxy-)?authorization['"]?\s*[:=]\s*b?['"]?)[^'",}\r\n]+"""),
     re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
 )
@@ -140,6 +116,20 @@ def mask_credentials(text: str) -> str:
     """``text`` with what :data:`CREDENTIAL_PATTERNS` match masked."""
     for pattern in CREDENTIAL_PATTERNS:
         text = pattern.sub(rf"\1{MASK}", text)
+    return text
+
+
+def redact_url(text: str, secret_names: Iterable[str] = ()) -> str:
+    """``text`` with the credentials of the URLs in it masked (``name=***``, ``user:***@``).
+
+    Masks query values of credential-like names and of ``secret_names`` (a driver's
+    ``secret_params``, whatever they are called); the values are masked as written,
+    percent-encoded or not, which a search for the decoded value would miss.
+    """
+    text = mask_credentials(text)
+    names = "|".join(re.escape(name) for name in secret_names)
+    if names:
+        text = re.sub(rf"(?i)(?<![a-z0-9_-])((?:{names})=)[^&\s'\"#]+", rf"\1{MASK}", text)
     return text
 
 

@@ -16,10 +16,10 @@ import pytest
 
 import blobdrivers
 from blobdrivers import cli, factory
+from blobdrivers.cli.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import StorageError
-from blobdrivers.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
 from blobdrivers.testing.helpers import payload
 
 COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync"]
@@ -194,7 +194,7 @@ def test_conformance_passes_its_arguments_and_exit_code(
 def test_conformance_without_pytest_says_what_to_install(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_pytest_available", lambda: False)
+    monkeypatch.setattr(cli.commands, "_pytest_available", lambda: False)
     code, _, err = run(capsys, "conformance", "memory://")
     assert code == 2
     assert 'pip install "blobdrivers[testing]"' in err

@@ -13,6 +13,7 @@ import ast
 import importlib.metadata
 import importlib.util
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -103,3 +104,162 @@ def test_every_imported_distribution_is_declared_in_the_test_extras() -> None:
         elif not providers & declared:
             problems.append(f"{module} (imported by {where}) comes from {sorted(providers)}, in no extra")
     assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- layering
+# The package's own imports point one way (docs/architecture.md): checked on the
+# source with ast, so a violation names the file and line without importing anything.
+
+PACKAGE = ROOT / "blobdrivers"
+#: The only modules that may name a concrete driver module: the drivers themselves and the factory.
+DRIVER_IMPORTERS = ("blobdrivers/drivers/", "blobdrivers/factory.py")
+MAX_MODULE_LINES = 600
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _import_nodes(tree: ast.Module, *, module_level: bool) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements of a module; ``module_level``: only those run when it is imported.
+
+    Imports inside functions and under ``if TYPE_CHECKING:`` do not run at import time.
+    """
+    if not module_level:
+        return [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+    found: list[ast.Import | ast.ImportFrom] = []
+    pending: list[ast.AST] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        elif isinstance(node, ast.If) and _is_type_checking(node):
+            pending.extend(node.orelse)
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom, known: dict[str, Path]) -> set[str]:
+    """The blobdrivers modules an import statement in ``module`` loads."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        if node.level:
+            package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+            for _ in range(node.level - 1):
+                package = package.rpartition(".")[0]
+            base = f"{package}.{node.module}" if node.module else package
+        else:
+            base = node.module or ""
+        # ``from pkg import name`` loads the module pkg.name when there is one, else takes name from pkg.
+        names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+    return {name for name in names if name in known}
+
+
+def _graph(*, module_level: bool) -> dict[str, dict[str, int]]:
+    """For each blobdrivers module, the blobdrivers modules it imports, each with the line importing it."""
+    known = _modules()
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in known.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        edges = graph.setdefault(module, {})
+        for node in _import_nodes(tree, module_level=module_level):
+            for target in _targets(module, path, node, known):
+                if target != module:
+                    edges.setdefault(target, node.lineno)
+    return graph
+
+
+def _cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One cycle through each strongly connected group of modules (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_no_import_cycle_among_the_package_modules() -> None:
+    graph = _graph(module_level=True)
+    problems = []
+    for group in _cycles(graph):
+        members = set(group)
+        edges = [f"{a} -> {b} (line {line})" for a in group for b, line in graph[a].items() if b in members]
+        problems.append("import cycle among " + ", ".join(group) + ":\n    " + "\n    ".join(edges))
+    assert not problems, "\n".join(problems)
+
+
+def test_concrete_drivers_are_imported_only_by_drivers_and_the_factory() -> None:
+    # Every import counts here, inside functions too: the rest of the package reaches
+    # drivers through the StorageDriver contract and the factory.
+    problems = []
+    for module, edges in _graph(module_level=False).items():
+        where = str(_modules()[module].relative_to(ROOT))
+        if where.startswith(DRIVER_IMPORTERS):
+            continue
+        problems += [
+            f"{where}:{line} imports {target}"
+            for target, line in edges.items()
+            if target.startswith("blobdrivers.drivers.")
+        ]
+    assert not problems, "\n".join(problems)
+
+
+def test_importing_the_package_loads_neither_argparse_nor_the_cli() -> None:
+    code = (
+        "import sys, blobdrivers; "
+        "print(sorted(m for m in sys.modules if m == 'argparse' or m.startswith('blobdrivers.cli')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_no_module_is_over_600_lines() -> None:
+    sizes = {path: len(path.read_text(encoding="utf-8").splitlines()) for path in _modules().values()}
+    too_long = {str(path.relative_to(ROOT)): lines for path, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not too_long, f"split these modules (at most {MAX_MODULE_LINES} lines each): {too_long}"

@@ -28,21 +28,15 @@ from typing import Any
 import pytest
 
 import blobdrivers
+from blobdrivers.cli.sync import add_sync_parser, run_sync
 from blobdrivers.conditions import Conditions
 from blobdrivers.driver import StorageDriver
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.listing import FileInfo
 from blobdrivers.reader import RangeReader
-from blobdrivers.replicate import (
-    ReplicationInterrupted,
-    ReplicationProgress,
-    ReplicationReport,
-    _differs_by_etag,
-    add_sync_parser,
-    replicate,
-    run_sync,
-)
+from blobdrivers.replicate import ReplicationInterrupted, ReplicationProgress, ReplicationReport, replicate
+from blobdrivers.replicate.plan import differs_by_etag
 from blobdrivers.transfer import Source
 from tests.network import s3_params, server_params
 from tests.servers.local import require
@@ -572,7 +566,7 @@ def _info(size: int, etag: str | None, seconds: float = 0) -> FileInfo:
     ],
 )
 def test_etag_comparison(source: FileInfo, target: FileInfo, differs: bool) -> None:
-    assert _differs_by_etag(source, target) is differs
+    assert differs_by_etag(source, target) is differs
 
 
 @pytest.mark.parametrize("size", [71, 3 * 64 * KiB + 5])  # a tag link (read whole), a streamed file

@@ -103,11 +103,13 @@ def validate_algorithm(algorithm: str) -> str:
 
 def validate_repository_name(name: str) -> str:
     """Return ``name`` if it is a valid OCI repository name, else raise :class:`InvalidRepositoryNameError`."""
-    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
-        raise InvalidRepositoryNameError(
-            f"invalid repository name {_shown(name)}: components of lowercase letters and digits, "
-            "separated inside by '.', '_', '__' or '-'s, joined by '/'"
-        )
+    _require_match(
+        name,
+        _NAME,
+        InvalidRepositoryNameError,
+        "repository name",
+        "components of lowercase letters and digits, separated inside by '.', '_', '__' or '-'s, joined by '/'",
+    )
     if len(name) > MAX_REPOSITORY_NAME:
         raise InvalidRepositoryNameError(
             f"invalid repository name {_shown(name)}: longer than {MAX_REPOSITORY_NAME} characters"
@@ -117,12 +119,20 @@ def validate_repository_name(name: str) -> str:
 
 def validate_media_type(media_type: str) -> str:
     """Return ``media_type`` if it is ``type/subtype`` per RFC 6838, else raise :class:`InvalidMediaTypeError`."""
-    if not isinstance(media_type, str) or _MEDIA_TYPE.fullmatch(media_type) is None:
-        raise InvalidMediaTypeError(
-            f"invalid media type {_shown(media_type)}: expected 'type/subtype' (RFC 6838), "
-            "e.g. 'application/vnd.oci.image.layer.v1.tar+gzip'"
-        )
-    return media_type
+    return _require_match(
+        media_type,
+        _MEDIA_TYPE,
+        InvalidMediaTypeError,
+        "media type",
+        "expected 'type/subtype' (RFC 6838), e.g. 'application/vnd.oci.image.layer.v1.tar+gzip'",
+    )
+
+
+def _require_match(value: str, pattern: re.Pattern[str], error: type[Exception], what: str, rule: str) -> str:
+    """``value`` when it is a string ``pattern`` matches whole, else ``error("invalid WHAT VALUE: RULE")``."""
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise error(f"invalid {what} {_shown(value)}: {rule}")
+    return value
 
 
 def digest_of(data: bytes | bytearray | memoryview, algorithm: str = CANONICAL) -> str:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TypeVar
 
 from .. import paths
 from ..driver import StorageDriver
-from ..errors import PathNotFoundError, PreconditionFailedError, UnsupportedMethodError
+from ..errors import PathNotFoundError
 from ..listing import FileInfo
 from ..reader import Reader
 from ..transfer import Data, Source
@@ -40,8 +39,9 @@ from .digest import (
     validate_media_type,
     validate_repository_name,
 )
-from .errors import BlobNotFoundError, BlobPublishError, DigestMismatchError
+from .errors import BlobNotFoundError, DigestMismatchError
 from .layout import DATA, LAYERS, LINK, MEDIA_TYPE, Layout
+from .publish import cached, publish, read_media_type, read_media_type_file
 from .uploads import Upload
 
 log = logging.getLogger("blobdrivers.blobs")
@@ -88,23 +88,19 @@ class BlobStore:
         cache = self.cache
         generation = None
         if cache is not None:
-            found = self._cached(cache.stat, digest)
+            found = cached(cache.stat, digest)
             if found is not None:
                 return found
             # Read before the store: a delete after it makes the fill below a no-op.
-            generation = self._cached(cache.generation, digest)
+            generation = cached(cache.generation, digest)
         descriptor = self._stat_store(algorithm, hex_digest, digest)
         if cache is not None:
-            self._cached(cache.fill, descriptor, generation)
+            cached(cache.fill, descriptor, generation)
         return descriptor
 
     def exists(self, digest: str) -> bool:
         """True when blob ``digest`` exists (through the cache, like :meth:`stat`)."""
-        try:
-            self.stat(digest)
-        except BlobNotFoundError:
-            return False
-        return True
+        return _found(self.stat, digest)
 
     def get(self, digest: str, *, verify: bool = False) -> bytes:
         """The bytes of blob ``digest``; with ``verify=True`` their digest is checked too."""
@@ -151,7 +147,7 @@ class BlobStore:
                 pending = (algorithm, hex_digest, f"{algorithm}:{hex_digest}", info.size)
             elif pending is not None and pending[:2] == (algorithm, hex_digest):
                 # "data" sorts before "mediatype": the sidecar of the pending blob.
-                yield Descriptor(pending[2], pending[3], self._read_media_type(algorithm, hex_digest))
+                yield Descriptor(pending[2], pending[3], read_media_type(self, algorithm, hex_digest))
                 pending = None
         if pending is not None:
             yield Descriptor(pending[2], pending[3], DEFAULT_MEDIA_TYPE)
@@ -175,10 +171,10 @@ class BlobStore:
             digest = f"{algorithm}:{hex_digest}"
             path = self.layout.blob_data(algorithm, hex_digest)
 
-            def publish(conditional: bool) -> None:
+            def write(conditional: bool) -> None:
                 self.driver.put(path, view, if_none_match="*" if conditional else None)
 
-            return self._publish(algorithm, hex_digest, digest, view.nbytes, media_type, publish)
+            return publish(self, algorithm, hex_digest, digest, view.nbytes, media_type, write)
         upload = self.start_upload(algorithms=(algorithm,))
         try:
             source = Source(data)
@@ -202,13 +198,13 @@ class BlobStore:
         # Cleared before (no hit while deleting) and after (a new generation: a stat or
         # publish that read the store before this point fills nothing).
         if cache is not None:
-            self._cached(cache.clear, digest)
+            cached(cache.clear, digest)
         data = self.layout.blob_data(algorithm, hex_digest)
         self._blob_call(digest, data, lambda: self.driver.delete(data))
         with contextlib.suppress(PathNotFoundError):
             self.driver.delete(self.layout.blob_dir(algorithm, hex_digest))
         if cache is not None:
-            self._cached(cache.clear, digest)
+            cached(cache.clear, digest)
 
     # ------------------------------------------------------------------ uploads
 
@@ -279,106 +275,7 @@ class BlobStore:
     def _stat_store(self, algorithm: str, hex_digest: str, digest: str) -> Descriptor:
         path = self.layout.blob_data(algorithm, hex_digest)
         info = self._blob_call(digest, path, lambda: self.driver.stat(path))
-        return Descriptor(digest, info.size, self._read_media_type(algorithm, hex_digest))
-
-    def _read_media_type(self, algorithm: str, hex_digest: str) -> str:
-        path = self.layout.blob_media_type(algorithm, hex_digest)
-        return _read_media_type_file(self.driver, path) or DEFAULT_MEDIA_TYPE
-
-    def _write_media_type(self, algorithm: str, hex_digest: str, media_type: str) -> None:
-        self.driver.put(self.layout.blob_media_type(algorithm, hex_digest), media_type.encode("ascii"))
-
-    def _file_info(self, path: str) -> FileInfo | None:
-        try:
-            return self.driver.stat(path)
-        except PathNotFoundError:
-            return None
-
-    def _await_blob(self, path: str, digest: str) -> FileInfo:
-        """Stat the published blob until it shows (at once on strongly consistent backends)."""
-        deadline = time.monotonic() + self.publish_timeout
-        delay = 0.005
-        while True:
-            info = self._file_info(path)
-            if info is not None and not info.is_dir:
-                return info
-            if time.monotonic() >= deadline:
-                raise BlobPublishError(
-                    f"blob {digest} was published but stat does not show it after {self.publish_timeout} s",
-                    driver=self.driver.name,
-                    path=path,
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
-    def _publish(
-        self,
-        algorithm: str,
-        hex_digest: str,
-        digest: str,
-        size: int,
-        media_type: str | None,
-        publish: Callable[[bool], None],
-        prepare: Callable[[], None] | None = None,
-    ) -> Descriptor:
-        """Publish verified bytes of ``size`` at the blob's address; ``publish(conditional)`` does the write.
-
-        ``publish(True)`` must fail with PreconditionFailedError when the blob exists;
-        ``publish(False)`` replaces it. ``prepare`` runs before the first publish.
-        """
-        path = self.layout.blob_data(algorithm, hex_digest)
-        # Read before the publish: a delete racing it makes the fill at the end a no-op.
-        generation = self._cached(self.cache.generation, digest) if self.cache is not None else None
-        existing = self._file_info(path)
-        if existing is not None and existing.size == size:
-            if media_type is not None:
-                self._write_media_type(algorithm, hex_digest, media_type)
-        else:
-            # The sidecar goes first, so a reader that sees the blob sees its media type too.
-            if media_type is not None:
-                self._write_media_type(algorithm, hex_digest, media_type)
-            if prepare is not None:
-                prepare()
-            try:
-                publish(True)
-            except PreconditionFailedError:
-                pass  # published concurrently by someone else: checked below
-            except UnsupportedMethodError:
-                # No native put-if-absent: equal content makes an overwrite harmless, but skip it when possible.
-                current = self._file_info(path)
-                if current is None or current.size != size:
-                    publish(False)
-            info = self._await_blob(path, digest)
-            if info.size != size:
-                # Equal digests with unequal sizes: the stored blob is damaged; replace it with verified bytes.
-                log.warning("blob %s had %d bytes instead of %d: replacing it", digest, info.size, size)
-                publish(False)
-                info = self._await_blob(path, digest)
-                if info.size != size:
-                    raise BlobPublishError(
-                        f"blob {digest} shows {info.size} bytes after publishing {size}",
-                        driver=self.driver.name,
-                        path=path,
-                    )
-        descriptor = Descriptor(digest, size, media_type or self._read_media_type(algorithm, hex_digest))
-        if self.cache is not None:
-            self._cached(self.cache.fill, descriptor, generation)
-        return descriptor
-
-    def _publish_upload(
-        self, upload: Upload, algorithm: str, hex_digest: str, digest: str, media_type: str | None
-    ) -> Descriptor:
-        source = self.layout.upload_data(upload.id)
-        target = self.layout.blob_data(algorithm, hex_digest)
-
-        def publish(conditional: bool) -> None:
-            self.driver.move(source, target, if_none_match="*" if conditional else None)
-
-        descriptor = self._publish(
-            algorithm, hex_digest, digest, upload.size, media_type, publish, prepare=upload._commit_data
-        )
-        upload._discard()
-        return descriptor
+        return Descriptor(digest, info.size, read_media_type(self, algorithm, hex_digest))
 
     def _blob_call(self, digest: str, path: str, fn: Callable[[], T]) -> T:
         try:
@@ -395,15 +292,6 @@ class BlobStore:
                     yield info
         except PathNotFoundError:
             return
-
-    def _cached(self, fn: Callable[..., T], *args: object) -> T | None:
-        """Call the cache; a failure of the cache itself never fails the store."""
-        try:
-            return fn(*args)
-        except Exception:
-            log.warning("descriptor cache call %s failed; the store answers", getattr(fn, "__name__", fn),
-                        exc_info=True)  # fmt: skip
-            return None
 
 
 class Repository:
@@ -443,7 +331,7 @@ class Repository:
         driver.put(layout.link(self.name, algorithm, hex_digest), digest.encode("ascii"))
         descriptor = Descriptor(digest, blob.size, media_type or blob.media_type)
         if self._cache is not None:
-            self._store._cached(self._cache.set, descriptor)
+            cached(self._cache.set, descriptor)
         return descriptor
 
     def unlink(self, digest: str) -> None:
@@ -454,13 +342,13 @@ class Repository:
         algorithm, hex_digest = parse_digest(digest)
         driver, layout = self._store.driver, self._store.layout
         if self._cache is not None:
-            self._store._cached(self._cache.clear, digest)
+            cached(self._cache.clear, digest)
         link = layout.link(self.name, algorithm, hex_digest)
         self._not_linked_if_missing(digest, link, lambda: driver.delete(link))
         with contextlib.suppress(PathNotFoundError):
             driver.delete(layout.layer_dir(self.name, algorithm, hex_digest))
         if self._cache is not None:
-            self._store._cached(self._cache.clear, digest)
+            cached(self._cache.clear, digest)
 
     def stat(self, digest: str) -> Descriptor:
         """The descriptor of ``digest`` in this repository (its media type, else the global one).
@@ -469,7 +357,7 @@ class Repository:
         """
         algorithm, hex_digest = parse_digest(digest)
         if self._cache is not None:
-            found = self._store._cached(self._cache.stat, digest)
+            found = cached(self._cache.stat, digest)
             if found is not None:
                 return found
         driver, layout = self._store.driver, self._store.layout
@@ -484,19 +372,15 @@ class Repository:
                 digest=digest,
             )
         blob = self._store.stat(digest)
-        own_type = _read_media_type_file(driver, layout.layer_media_type(self.name, algorithm, hex_digest))
+        own_type = read_media_type_file(driver, layout.layer_media_type(self.name, algorithm, hex_digest))
         descriptor = Descriptor(digest, blob.size, own_type or blob.media_type)
         if self._cache is not None:
-            self._store._cached(self._cache.set, descriptor)
+            cached(self._cache.set, descriptor)
         return descriptor
 
     def exists(self, digest: str) -> bool:
         """True when ``digest`` is linked here and the blob exists."""
-        try:
-            self.stat(digest)
-        except BlobNotFoundError:
-            return False
-        return True
+        return _found(self.stat, digest)
 
     def digests(self) -> list[str]:
         """Digests linked into this repository, sorted."""
@@ -523,17 +407,13 @@ class Repository:
             ) from exc
 
 
-def _read_media_type_file(driver: StorageDriver, path: str) -> str | None:
-    """The media type stored at ``path``, or None when there is none (or it is invalid)."""
+def _found(stat: Callable[[str], Descriptor], digest: str) -> bool:
+    """Whether ``stat(digest)`` finds the blob."""
     try:
-        text = driver.get(path).decode("ascii", "replace").strip()
-    except PathNotFoundError:
-        return None
-    try:
-        return validate_media_type(text)
-    except ValueError:
-        log.warning("ignoring an invalid media type in %s", path)
-        return None
+        stat(digest)
+    except BlobNotFoundError:
+        return False
+    return True
 
 
 def _is_digest(digest: str) -> bool:

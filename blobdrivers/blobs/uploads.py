@@ -27,16 +27,14 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import PathNotFoundError, StorageError
 from ..writer import Writer
 from . import hashstate
 from .digest import CANONICAL, Descriptor, parse_digest, validate_algorithm, validate_media_type
 from .errors import DigestMismatchError, UploadClosedError, UploadNotFoundError
-
-if TYPE_CHECKING:
-    from .store import BlobStore
+from .publish import BlobSpace, publish
 
 log = logging.getLogger("blobdrivers.blobs")
 
@@ -63,7 +61,7 @@ class Upload:
 
     def __init__(
         self,
-        store: BlobStore,
+        store: BlobSpace,
         upload_id: str,
         started: datetime,
         *,
@@ -163,7 +161,16 @@ class Upload:
                 actual=actual,
                 size=self.size,
             )
-        descriptor = self._store._publish_upload(self, algorithm, hex_digest, expected_digest, media_type)
+        source = self._store.layout.upload_data(self._id)
+        target = self._store.layout.blob_data(algorithm, hex_digest)
+
+        def move(conditional: bool) -> None:
+            self._store.driver.move(source, target, if_none_match="*" if conditional else None)
+
+        descriptor = publish(
+            self._store, algorithm, hex_digest, expected_digest, self.size, media_type, move, prepare=self._commit_data
+        )
+        self._discard()
         self._state = _State.FINISHED
         return descriptor
 
@@ -278,7 +285,7 @@ def valid_id(upload_id: object) -> bool:
     return isinstance(upload_id, str) and _ID.fullmatch(upload_id) is not None
 
 
-def start(store: BlobStore, algorithms: Iterable[str] = (CANONICAL,)) -> Upload:
+def start(store: BlobSpace, algorithms: Iterable[str] = (CANONICAL,)) -> Upload:
     """Start a session: record its start time, hash as it goes."""
     names = tuple(dict.fromkeys(validate_algorithm(name) for name in algorithms))
     if not names:
@@ -290,7 +297,7 @@ def start(store: BlobStore, algorithms: Iterable[str] = (CANONICAL,)) -> Upload:
     return Upload(store, upload_id, started, hashes=hashes, size=0, writer=None, committed=False, hash_restored=True)
 
 
-def resume(store: BlobStore, upload_id: str) -> Upload:
+def resume(store: BlobSpace, upload_id: str) -> Upload:
     """Reopen session ``upload_id`` (from any process), restoring or rebuilding its hash states."""
     driver, layout = store.driver, store.layout
     if not valid_id(upload_id):
@@ -330,7 +337,7 @@ def resume(store: BlobStore, upload_id: str) -> Upload:
     return upload
 
 
-def upload_ids(store: BlobStore) -> list[str]:
+def upload_ids(store: BlobSpace) -> list[str]:
     """Ids of every session present (open, closed or abandoned)."""
     try:
         children = store.driver.list(store.layout.uploads)
@@ -340,7 +347,7 @@ def upload_ids(store: BlobStore) -> list[str]:
     return sorted(name for name in names if valid_id(name))
 
 
-def purge(store: BlobStore, older_than: timedelta | float) -> list[str]:
+def purge(store: BlobSpace, older_than: timedelta | float) -> list[str]:
     """Remove every session whose last activity is ``older_than`` ago or more; return their ids.
 
     Last activity is the last ``close`` (the state file's modification time), else
@@ -361,7 +368,7 @@ def purge(store: BlobStore, older_than: timedelta | float) -> list[str]:
     return purged
 
 
-def _load_state(store: BlobStore, upload_id: str) -> dict[str, Any]:
+def _load_state(store: BlobSpace, upload_id: str) -> dict[str, Any]:
     driver, layout = store.driver, store.layout
     try:
         raw = driver.get(layout.upload_state(upload_id))
@@ -383,7 +390,7 @@ def _load_state(store: BlobStore, upload_id: str) -> dict[str, Any]:
 
 
 def _read_into_hashes(
-    store: BlobStore, upload_id: str, algorithms: Iterable[str]
+    store: BlobSpace, upload_id: str, algorithms: Iterable[str]
 ) -> dict[str, hashstate.ResumableHash]:
     hashes = {name: hashstate.new(name) for name in algorithms}
     driver = store.driver
@@ -396,18 +403,18 @@ def _read_into_hashes(
     return hashes
 
 
-def _drop_staging(store: BlobStore, upload_id: str) -> None:
+def _drop_staging(store: BlobSpace, upload_id: str) -> None:
     """Drop a writer's parked progress for the session (``writer(append=False)`` then ``cancel``)."""
     with contextlib.suppress(PathNotFoundError):
         store.driver.writer(store.layout.upload_data(upload_id), append=False).cancel()
 
 
-def _delete_folder(store: BlobStore, upload_id: str) -> None:
+def _delete_folder(store: BlobSpace, upload_id: str) -> None:
     with contextlib.suppress(PathNotFoundError):
         store.driver.delete(store.layout.upload_dir(upload_id))
 
 
-def _last_activity(store: BlobStore, upload_id: str) -> datetime | None:
+def _last_activity(store: BlobSpace, upload_id: str) -> datetime | None:
     driver, layout = store.driver, store.layout
     with contextlib.suppress(PathNotFoundError):
         return driver.stat(layout.upload_state(upload_id)).modified

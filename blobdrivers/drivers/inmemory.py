@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from .. import paths
 from ..conditions import Conditions
@@ -94,8 +95,13 @@ class InMemoryDriver(StorageDriver):
             store_name = f"private-{uuid.uuid4().hex}"
             params = {**params, "name": store_name}
         super().__init__(params, rootdirectory=rootdirectory or "", chunk_size=chunk_size)
+        self._store_name = store_name
         with self._stores_lock:
             self._store = self._stores.setdefault(store_name, _Store())
+
+    def store_identity(self) -> str:
+        """``inmemory://NAME``: instances with one ``name`` share one store."""
+        return f"{self.name}://{quote(self._store_name, safe='')}"
 
     def _put(self, full: str, source: Source, conditions: Conditions) -> None:
         self._store.publish(full, _read_all(source), conditions)

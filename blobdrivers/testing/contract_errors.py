@@ -1,4 +1,7 @@
-"""Conformance: No secret in any form an error can take: str, repr, args, its chain, a traceback, a pickle."""
+"""Conformance: No secret in any form an error can take: str, repr, args, its chain, a traceback, a pickle.
+
+Nor in a driver's ``identity()``, which must tell its store and root apart from others'.
+"""
 
 from __future__ import annotations
 
@@ -150,3 +153,15 @@ class ErrorContract(SuiteBase):
             assert exc.args == (exc.message,), (exc.args, exc.message)
             copy = pickle.loads(pickle.dumps(exc))
             assert (type(copy), str(copy), copy.path) == (type(exc), str(exc), exc.path)
+
+    def test_identity_names_the_store_and_root_and_holds_no_secret(self, store: StorageDriver) -> None:
+        # Replication and the CLI decide "same store" and "one root inside the other" by it.
+        identity, store_part = store.identity(), store.store_identity()
+        assert identity.startswith(store_part) and "/" not in store_part.partition("://")[2]
+        assert not any(form in identity for form in secret_forms(store))
+        assert pickle.loads(pickle.dumps(store)).identity() == identity
+        assert store.same_store(pickle.loads(pickle.dumps(store)))
+        child = store.below("/tenant")
+        assert child.store_identity() == store_part
+        assert child.identity() == identity.removesuffix("/") + "/tenant"
+        assert not store.same_store(child)

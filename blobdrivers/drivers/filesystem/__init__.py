@@ -22,6 +22,9 @@ files chosen by the path's hash, so ``if_match`` is a real compare-and-swap acro
 threads and processes; ``if_none_match="*"`` uses ``link()``, which is atomic on its
 own. Writers stage into a file of their own; ``close()`` parks it under a name
 derived from the path, where ``writer(path, append=True)`` in any process claims it.
+
+Here: the driver (how each operation meets the files); :mod:`.files`: descriptor-level
+file and folder helpers; :mod:`.writer`: the writer backend.
 """
 
 from __future__ import annotations
@@ -37,24 +40,24 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import paths
-from ..clients import ProcessLocal
-from ..conditions import Conditions
-from ..driver import StorageDriver
-from ..errors import InvalidPathError, PreconditionFailedError, StorageError
-from ..listing import FileInfo
-from ..params import MiB, Params
-from ..reader import RangeReader
-from ..transfer import Source
-from ..writer import WriterBackend
+from ... import paths
+from ...clients import ProcessLocal
+from ...conditions import Conditions
+from ...driver import StorageDriver
+from ...errors import InvalidPathError, PreconditionFailedError, StorageError
+from ...listing import FileInfo
+from ...params import MiB, Params
+from ...reader import RangeReader
+from ...transfer import Source
+from ...writer import WriterBackend
+from .files import DIR_FLAGS, closing, copy_fd, copy_source, etag_of, file_info, holds_file, remove_tree
+from .writer import FileWriter
 
 STAGING = "~staging"
 _LOCK_STRIPES = 64
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def default_root() -> str:
@@ -73,6 +76,8 @@ class FilesystemDriver(StorageDriver):
     max_component_bytes = 255
     #: Staging names: ``/~staging/uploads/<sha256>.<uuid>`` is 115 bytes.
     bookkeeping_key_bytes = 160
+    copies_in_store = False  # cat copies the bytes through this process
+    parallel_put = False  # a put writes sequentially from one buffer
 
     def __init__(self, **params: Any) -> None:
         reader = Params(self.name, params)
@@ -90,10 +95,20 @@ class FilesystemDriver(StorageDriver):
     def _open_root(self) -> ProcessLocal[int]:
         return ProcessLocal(lambda: os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
 
-    def _identity(self) -> tuple[tuple[str, str], ...]:
-        # The base class knows a root only as a key prefix; here the root is a folder of
-        # this machine, so it (resolved: one folder spelt two ways is one store) tells stores apart.
-        return (*super()._identity(), ("folder", repr(os.path.realpath(self.root))))
+    # The root is a folder of this machine, not a key prefix: the store is the machine's
+    # files, and the folder (resolved: one folder spelt two ways is one store) the root.
+    def identity(self) -> str:
+        """``filesystem://`` and the resolved root folder."""
+        return self.store_identity() + os.path.realpath(self.root)
+
+    def store_identity(self) -> str:
+        """``filesystem://``: every instance addresses this machine's files."""
+        return f"{self.name}://"
+
+    def missing_root(self) -> str | None:
+        """The resolved root folder when it does not exist (the first write makes it)."""
+        folder = os.path.realpath(self.root)
+        return None if os.path.isdir(folder) else folder
 
     def _params_below(self, path: str) -> dict[str, Any]:
         return {**self._params, "rootdirectory": os.path.join(self.root, path.lstrip("/"))}
@@ -148,14 +163,14 @@ class FilesystemDriver(StorageDriver):
 
     def _step(self, fd: int, part: str, *, create: bool) -> int:
         try:
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
         except FileNotFoundError:
             if not create:
                 raise
             with suppress(FileExistsError):
                 os.mkdir(part, dir_fd=fd)
                 self._sync_dir(fd)
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise StorageError(f"refusing to follow a symlink at component {part!r}") from exc
@@ -257,14 +272,14 @@ class FilesystemDriver(StorageDriver):
             raise PreconditionFailedError(
                 f"{full} does not exist, so it cannot match etag {conditions.if_match!r}"
             ) from None
-        if _etag(current) != conditions.if_match:
+        if etag_of(current) != conditions.if_match:
             raise PreconditionFailedError(f"etag of {full} is not {conditions.if_match!r}")
 
     def _put(self, full: str, source: Source, conditions: Conditions) -> None:
         staged, fd = self._new_temp()
         try:
             with io.FileIO(fd, "w", closefd=False) as out:
-                _copy_source(source, out, self.chunk_size)
+                copy_source(source, out, self.chunk_size)
             self._sync_file(fd)
             os.close(fd)
             fd = -1
@@ -309,9 +324,9 @@ class FilesystemDriver(StorageDriver):
             name = full.rsplit("/", 1)[1]
             with self._dir(paths.parent(full)) as dir_fd:
                 result = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if stat_module.S_ISDIR(result.st_mode) and not _holds_file(dir_fd, name):
+                if stat_module.S_ISDIR(result.st_mode) and not holds_file(dir_fd, name):
                     raise FileNotFoundError(errno.ENOENT, f"no file below {full}, so no directory")
-        return _info(full, result)
+        return file_info(full, result)
 
     def _list(self, full: str) -> Iterator[str]:
         try:
@@ -325,7 +340,7 @@ class FilesystemDriver(StorageDriver):
                     ]
                 # A folder is a directory only while a file lies below it (not an empty
                 # folder another program made, nor a child store's staging).
-                names = [name for name, is_dir in found if not is_dir or _holds_file(dir_fd, name)]
+                names = [name for name, is_dir in found if not is_dir or holds_file(dir_fd, name)]
         except NotADirectoryError:
             return iter(())
         except FileNotFoundError:
@@ -353,18 +368,18 @@ class FilesystemDriver(StorageDriver):
                     continue
                 try:
                     if is_dir:
-                        child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                        child_fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
                         below = self._walk_below(child_fd, f"{base}/{name}")
                         first = next(below, None)
                         if first is None:
                             continue
-                        yield _info(f"{base}/{name}", os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
+                        yield file_info(f"{base}/{name}", os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
                         yield first
                         yield from below
                     else:
                         result = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                         if stat_module.S_ISREG(result.st_mode):
-                            yield _info(f"{base}/{name}", result)
+                            yield file_info(f"{base}/{name}", result)
                 except (FileNotFoundError, NotADirectoryError):
                     continue  # vanished (or replaced) during the walk
         finally:
@@ -430,14 +445,14 @@ class FilesystemDriver(StorageDriver):
         with self._dir(parent) as dir_fd:
             result = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat_module.S_ISDIR(result.st_mode):
-                if not _holds_file(dir_fd, name):
+                if not holds_file(dir_fd, name):
                     raise FileNotFoundError(errno.ENOENT, f"no file below {full}, so no directory")
                 # Take the tree out of sight in one rename, then remove it at leisure.
                 trash = uuid.uuid4().hex
                 with self._staging("trash") as trash_fd:
                     os.rename(name, trash, src_dir_fd=dir_fd, dst_dir_fd=trash_fd)
                     self._sync_dir(dir_fd)
-                    _remove_tree(trash_fd, trash)
+                    remove_tree(trash_fd, trash)
             else:
                 with self._path_lock(full):
                     os.unlink(name, dir_fd=dir_fd)
@@ -461,7 +476,7 @@ class FilesystemDriver(StorageDriver):
             for source in sources:
                 in_fd = self._open_file(source)
                 try:
-                    _copy_fd(in_fd, out_fd, os.fstat(in_fd).st_size)
+                    copy_fd(in_fd, out_fd, os.fstat(in_fd).st_size)
                 finally:
                     os.close(in_fd)
             self._sync_file(out_fd)
@@ -493,7 +508,7 @@ class FilesystemDriver(StorageDriver):
                     os.unlink(parked, dir_fd=uploads)
             fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644, dir_fd=uploads)
         folder = os.path.join(self.root, STAGING, "uploads")
-        return _FileWriter(self, full, fd, os.path.join(folder, own), os.path.join(folder, parked))
+        return FileWriter(self, full, fd, os.path.join(folder, own), os.path.join(folder, parked))
 
     def _seed_from_committed(self, full: str, uploads: int, own: str) -> None:
         """Start an append to committed content with a copy of it (the copy is kernel-side)."""
@@ -501,7 +516,7 @@ class FilesystemDriver(StorageDriver):
         try:
             out_fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=uploads)
             try:
-                _copy_fd(in_fd, out_fd, os.fstat(in_fd).st_size)
+                copy_fd(in_fd, out_fd, os.fstat(in_fd).st_size)
             finally:
                 os.close(out_fd)
         finally:
@@ -520,13 +535,13 @@ class FilesystemDriver(StorageDriver):
                 fd = self._open_staging(folder, create=False)
             except FileNotFoundError:
                 continue  # never used: nothing to clean
-            with _closing(fd), os.scandir(fd) as entries:
+            with closing(fd), os.scandir(fd) as entries:
                 for entry in list(entries):
                     try:
                         if entry.stat(follow_symlinks=False).st_mtime >= limit:
                             continue
                         if entry.is_dir(follow_symlinks=False):
-                            _remove_tree(fd, entry.name)
+                            remove_tree(fd, entry.name)
                         else:
                             os.unlink(entry.name, dir_fd=fd)
                         removed += 1
@@ -535,143 +550,6 @@ class FilesystemDriver(StorageDriver):
         return removed
 
 
-class _FileWriter:
-    """Writer backend staging into a private file; ``close`` parks it for resume."""
-
-    def __init__(self, driver: FilesystemDriver, full: str, fd: int, own: str, parked: str) -> None:
-        self._driver = driver
-        self._full = full
-        self._fd = fd
-        self._own = own
-        self._parked = parked
-        self.size = os.fstat(fd).st_size
-
-    def write(self, data: memoryview) -> None:
-        while data:
-            written = os.write(self._fd, data)
-            data = data[written:]
-
-    def close(self) -> None:
-        self._driver._sync_file(self._fd)
-        os.close(self._fd)
-        os.replace(self._own, self._parked)
-
-    def commit(self, conditions: Conditions) -> None:
-        self._driver._sync_file(self._fd)
-        os.close(self._fd)
-        try:
-            self._driver._publish(self._own, self._full, conditions)
-        except BaseException:
-            os.replace(self._own, self._parked)  # a failed commit keeps progress for a resume
-            raise
-
-    def cancel(self) -> None:
-        os.close(self._fd)
-        os.unlink(self._own)
-
-
 def _stripe(full: str) -> int:
     """The lock stripe of a path: a fixed set of lock files, so their number stays bounded."""
     return int.from_bytes(hashlib.blake2b(full.encode(), digest_size=4).digest(), "big") % _LOCK_STRIPES
-
-
-def _etag(result: os.stat_result) -> str:
-    return f"{result.st_ino:x}-{result.st_mtime_ns:x}-{result.st_size:x}"
-
-
-def _info(full: str, result: os.stat_result) -> FileInfo:
-    is_dir = stat_module.S_ISDIR(result.st_mode)
-    return FileInfo(
-        path=full,
-        size=0 if is_dir else result.st_size,
-        modified=datetime.fromtimestamp(result.st_mtime, UTC),
-        is_dir=is_dir,
-        etag=None if is_dir else _etag(result),
-    )
-
-
-def _copy_source(source: Source, out: io.FileIO, chunk_size: int) -> None:
-    if source.in_memory:
-        while view := source.read(64 * MiB):
-            while view:
-                view = view[out.write(view) or 0 :]
-        return
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
-    while got := source.readinto(view):
-        chunk = view[:got]
-        while chunk:
-            chunk = chunk[out.write(chunk) or 0 :]
-
-
-def _copy_fd(in_fd: int, out_fd: int, count: int) -> None:
-    """Copy ``count`` bytes between descriptors in the kernel where possible."""
-    offset = 0
-    try:
-        if not hasattr(os, "copy_file_range"):
-            raise OSError(errno.ENOSYS, "copy_file_range is not available")
-        while offset < count:
-            copied = os.copy_file_range(in_fd, out_fd, count - offset, offset_src=offset)
-            if copied == 0:
-                break
-            offset += copied
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-            raise
-    while offset < count:
-        chunk = os.pread(in_fd, min(8 * MiB, count - offset), offset)
-        if not chunk:
-            break
-        os.write(out_fd, chunk)
-        offset += len(chunk)
-
-
-@contextmanager
-def _closing(fd: int) -> Iterator[int]:
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _holds_file(parent_fd: int, name: str) -> bool:
-    """Whether a file with a valid path lies below the folder ``name`` (directories are implicit).
-
-    Stops at the first such file: a folder written through the driver nearly always
-    shows one in its first entries. Empty folders, other programs' names and a child
-    store's staging hold none.
-    """
-    try:
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    with _closing(fd):
-        folders: list[str] = []
-        with os.scandir(fd) as scan:
-            for entry in scan:
-                if not paths.is_valid("/" + entry.name):
-                    continue
-                if entry.is_file(follow_symlinks=False):
-                    return True
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(entry.name)
-        return any(_holds_file(fd, folder) for folder in folders)
-
-
-def _remove_tree(parent_fd: int, name: str) -> None:
-    """Remove a directory tree by descriptors, never following symlinks."""
-    fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    try:
-        with os.scandir(fd) as scan:
-            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in scan]
-        for child, is_dir in entries:
-            if is_dir:
-                _remove_tree(fd, child)
-            else:
-                with suppress(FileNotFoundError):
-                    os.unlink(child, dir_fd=fd)
-    finally:
-        os.close(fd)
-    with suppress(FileNotFoundError):
-        os.rmdir(name, dir_fd=parent_fd)

@@ -1,0 +1,151 @@
+"""Locations (``URL#PATH``, ``/PATH``, local files, ``-``), the stores they name, and what a command runs with."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from .. import factory
+from ..driver import StorageDriver
+from ..errors import StorageError
+from .progress import Progress, progress_wanted
+
+PROG = "blobdrivers"
+#: Environment variable naming the default store's URL.
+ENV_URL = "BLOBDRIVERS_URL"
+
+
+class UsageError(Exception):
+    """The command line is inconsistent (exit code 2)."""
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked, for a reason the library does not raise (exit code 1)."""
+
+
+def report_error(exc: BaseException) -> None:
+    """Print ``blobdrivers: error: MESSAGE`` for ``exc`` on stderr."""
+    if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.strerror:
+        message = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        message = str(exc) or type(exc).__name__
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """A path in a store: ``url`` is ``None`` for the default store; ``path`` is ``""`` when none was given."""
+
+    url: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file on the local machine; ``-`` stands for stdin or stdout."""
+
+    path: str
+
+
+Endpoint = StoreLocation | LocalFile
+
+
+def parse_location(text: str) -> StoreLocation:
+    """Split ``URL#PATH`` (or a bare ``PATH`` in the default store) into a :class:`StoreLocation`."""
+    if "://" in text:
+        url, _, path = text.partition("#")
+        if path and not path.startswith("/"):
+            path = "/" + path
+        return StoreLocation(url, path)
+    return StoreLocation(None, text)
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """A ``cp``/``mv`` argument: a location (``URL#PATH`` or ``/PATH``), ``-``, or a local file."""
+    if text == "-":
+        return LocalFile("-")
+    if "://" in text or text.startswith("/"):
+        return parse_location(text)
+    return LocalFile(text)
+
+
+def logical_path(location: StoreLocation, *, allow_root: bool) -> str:
+    """The location's path with trailing slashes dropped; ``/`` for a bare URL when allowed."""
+    path = location.path.rstrip("/") or ("/" if location.path or location.url is not None else "")
+    if path in ("", "/") and not allow_root:
+        if location.url is not None and not location.path:
+            raise UsageError("this command needs a path inside the store: write the location as URL#/path")
+        raise UsageError("this command needs a path below the root '/'")
+    return path or "/"
+
+
+def join_path(directory: str, name: str) -> str:
+    """``name`` inside the store directory ``directory``."""
+    return ("" if directory == "/" else directory.rstrip("/")) + "/" + name
+
+
+class Stores:
+    """Drivers by URL, created once per command.
+
+    URLs that give the same driver with the same parameters (``file:///x`` and
+    ``file:///x/``) share one instance: commands compare instances to tell a
+    move or copy within one store (a rename, a server-side ``cat``) from one
+    between stores, and a move must never delete what it just copied onto itself.
+    """
+
+    def __init__(self, default_url: str | None) -> None:
+        if default_url is not None and "#" in default_url:
+            raise UsageError("--store and $BLOBDRIVERS_URL take a store URL without #PATH")
+        self._default_url = default_url or None
+        self._drivers: dict[str | None, StorageDriver] = {}
+
+    def drivers(self) -> list[StorageDriver]:
+        """The drivers created so far."""
+        return list(self._drivers.values())
+
+    def get(self, url: str | None) -> StorageDriver:
+        """The driver of ``url`` (``None``: the default store), created on first use."""
+        key = url if url is not None else self._default_url
+        driver = self._drivers.get(key)
+        if driver is None:
+            driver = factory.create("filesystem", {}) if key is None else factory.from_url(key)
+            driver = next((known for known in self._drivers.values() if known.same_store(driver)), driver)
+            self._drivers[key] = driver
+        return driver
+
+
+@dataclass
+class Context:
+    """What every command runs with: the stores it opened and whether progress bars are hidden."""
+
+    stores: Stores
+    quiet: bool
+
+    def progress(self, label: str, total: int | None) -> Progress:
+        """A progress bar for one transfer, shown only on a terminal and without ``--quiet``."""
+        return Progress(label, total, enabled=progress_wanted(quiet=self.quiet))
+
+    def store(self, location: StoreLocation) -> StorageDriver:
+        """The driver of the store ``location`` is in."""
+        return self.stores.get(location.url)
+
+
+@dataclass(frozen=True)
+class WriteConditions:
+    """``--if-absent`` / ``--if-match ETAG`` of a command, for each file it writes; false when neither is given."""
+
+    if_none_match: str | None = None
+    if_match: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.if_none_match is not None or self.if_match is not None
+
+    def kwargs(self) -> dict[str, str | None]:
+        """The keyword arguments of ``put``/``move`` these conditions stand for."""
+        return {"if_none_match": self.if_none_match, "if_match": self.if_match}
+
+
+def write_conditions(args: argparse.Namespace) -> WriteConditions:
+    """The write conditions given on the command line."""
+    return WriteConditions("*" if getattr(args, "if_absent", False) else None, getattr(args, "if_match", None))

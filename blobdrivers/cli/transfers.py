@@ -1,0 +1,225 @@
+"""Copies between stores, local files and stdin/stdout: streamed in bounded memory, published atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat as stat_module
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, Protocol, cast
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+from ..listing import FileInfo
+from .locations import (
+    CommandError,
+    Context,
+    Endpoint,
+    LocalFile,
+    StoreLocation,
+    UsageError,
+    WriteConditions,
+    join_path,
+    logical_path,
+)
+from .progress import Progress, ProgressReader
+
+#: Buffer for copies to local files and stdout; a store-to-store copy uses the driver's own part sizes.
+COPY_BUFFER = 1024 * 1024
+
+
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def transfer(
+    ctx: Context,
+    src: Endpoint,
+    dst: Endpoint,
+    *,
+    recursive: bool,
+    conditions: WriteConditions,
+    delete_source: bool = False,
+) -> None:
+    """Copy ``src`` to ``dst`` (a directory's files with ``recursive``); ``delete_source`` makes it a move.
+
+    Each file is deleted from the source right after its copy, so an interruption
+    leaves every file in at least one place.
+    """
+    if src == LocalFile("-") and dst == LocalFile("-"):
+        raise UsageError("source and destination cannot both be '-'")
+    if conditions and not isinstance(dst, StoreLocation):
+        raise UsageError("--if-absent and --if-match apply to a destination in a store")
+    if isinstance(src, LocalFile):
+        if src.path != "-" and os.path.isdir(src.path):
+            raise CommandError(f"{src.path} is a local directory; only files are copied from the local machine")
+        copy_file(ctx, src, None, dst, conditions)
+        if delete_source:
+            os.remove(src.path)
+        return
+    driver = ctx.store(src)
+    path = logical_path(src, allow_root=True)
+    info = driver.stat(path)
+    if not info.is_dir:
+        copy_file(ctx, StoreLocation(src.url, path), info, dst, conditions)
+        if delete_source:
+            driver.delete(path)
+        return
+    if not recursive:
+        raise CommandError(f"{path} is a directory (cp -r copies what is below a directory)")
+    if not isinstance(dst, StoreLocation):
+        raise CommandError("a directory is copied only to a store location, not to local files")
+    target = logical_path(dst, allow_root=True)
+    if ctx.store(dst) is driver:
+        refuse_nesting(path, target)
+    for entry in driver.walk(path):
+        if entry.is_dir:
+            continue
+        relative = entry.path[len(path) + 1 :] if path != "/" else entry.path[1:]
+        destination = StoreLocation(dst.url, join_path(target, relative))
+        copy_file(ctx, StoreLocation(src.url, entry.path), entry, destination, conditions, exact=True)
+        if delete_source:
+            driver.delete(entry.path)
+
+
+def move_within(driver: StorageDriver, src: str, dst: StoreLocation, conditions: WriteConditions) -> None:
+    """Move the file or directory ``src`` of ``driver`` to ``dst`` in the same store, file by file."""
+    info = driver.stat(src)
+    if not info.is_dir:
+        driver.move(src, store_destination(driver, dst, basename(src)), **conditions.kwargs())
+        return
+    target = logical_path(dst, allow_root=True)
+    refuse_nesting(src, target)
+    # Collect the files first: renaming entries out of a directory while listing it may skip some.
+    files = [entry.path for entry in driver.walk(src) if not entry.is_dir]
+    for path in files:
+        driver.move(path, join_path(target, path[len(src) + 1 :] if src != "/" else path[1:]), **conditions.kwargs())
+
+
+def refuse_nesting(src: str, dst: str) -> None:
+    """Raise :class:`CommandError` when the directory ``src`` would be copied or moved into itself."""
+    if src in ("/", dst) or dst.startswith(src + "/"):
+        raise CommandError(f"cannot copy or move the directory {src} into itself ({dst})")
+
+
+def basename(path: str) -> str:
+    """The last component of ``path``."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def copy_file(
+    ctx: Context,
+    src: Endpoint,
+    info: FileInfo | None,
+    dst: Endpoint,
+    conditions: WriteConditions,
+    *,
+    exact: bool = False,
+) -> None:
+    """Stream one file from ``src`` to ``dst`` in bounded memory, with a progress bar.
+
+    ``dst`` may name a directory to copy into, unless ``exact`` says it is the file itself.
+    """
+    name = "" if src == LocalFile("-") else basename(src.path)
+    label = src.path if src.path != "-" else "stdin"
+    if isinstance(dst, StoreLocation):
+        driver = ctx.store(dst)
+        target = dst.path if exact else store_destination(driver, dst, name)
+        if isinstance(src, StoreLocation) and ctx.store(src) is driver and not conditions:
+            # Within one store a copy is a one-source cat: server-side where the backend
+            # can, never through this process (so there is no progress to show).
+            driver.cat(target, [src.path])
+            return
+        with _open_source(ctx, src, info) as (reader, total), ctx.progress(label, total) as progress:
+            # A file-like object to put(), which reads it in the driver's own part sizes.
+            driver.put(target, cast(BinaryIO, ProgressReader(reader, progress)), **conditions.kwargs())
+    elif dst.path == "-":
+        out = sys.stdout.buffer
+        with _open_source(ctx, src, info) as (reader, total), ctx.progress(label, total) as progress:
+            _pump(reader, out.write, progress)
+            out.flush()
+    else:
+        local_target = _local_destination(dst.path, name)
+        with _open_source(ctx, src, info) as (reader, total), ctx.progress(label, total) as progress:
+            _write_local(local_target, reader, progress)
+
+
+@contextlib.contextmanager
+def _open_source(ctx: Context, src: Endpoint, info: FileInfo | None) -> Iterator[tuple[_Readable, int | None]]:
+    if isinstance(src, StoreLocation):
+        with ctx.store(src).stream(src.path) as reader:
+            yield reader, info.size if info is not None else None
+    elif src.path == "-":
+        stdin = sys.stdin.buffer
+        yield stdin, _regular_size(stdin.fileno)
+    else:
+        with open(src.path, "rb") as file:
+            yield file, _regular_size(file.fileno)
+
+
+def _regular_size(fileno: Callable[[], int]) -> int | None:
+    try:
+        status = os.fstat(fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status.st_size if stat_module.S_ISREG(status.st_mode) else None
+
+
+def store_destination(driver: StorageDriver, dst: StoreLocation, name: str) -> str:
+    """The file path a copy goes to: into ``dst`` when it ends in ``/``, is the root or is a directory."""
+    into = dst.path.endswith("/") or not dst.path
+    path = logical_path(dst, allow_root=True)
+    if not into and path != "/":
+        with contextlib.suppress(PathNotFoundError):
+            into = driver.stat(path).is_dir
+    if not into and path != "/":
+        return path
+    if not name:
+        raise UsageError("name the destination file when reading stdin (the destination is a directory)")
+    return join_path(path, name)
+
+
+def _local_destination(path: str, name: str) -> str:
+    if os.path.isdir(path) or path.endswith(os.sep):
+        if not name:
+            raise UsageError("name the destination file (the destination is a directory)")
+        return os.path.join(path, name)
+    return path
+
+
+def _pump(reader: _Readable, write: Callable[[memoryview], object], progress: Progress) -> None:
+    buffer = bytearray(COPY_BUFFER)
+    view = memoryview(buffer)
+    readinto = getattr(reader, "readinto", None)
+    while True:
+        if readinto is not None:
+            got = int(readinto(view) or 0)
+        else:
+            chunk = reader.read(COPY_BUFFER)
+            got = len(chunk)
+            view[:got] = chunk
+        if not got:
+            return
+        write(view[:got])
+        progress.update(got)
+
+
+def _write_local(path: str, reader: _Readable, progress: Progress) -> None:
+    """Write a local file atomically: a temporary file next to it, renamed over it once complete."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _pump(reader, out.write, progress)
+            out.flush()
+            os.fsync(out.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
