@@ -13,14 +13,14 @@ from botocore.config import Config
 from ...clients import tls_verify
 from ...errors import ConfigError
 from ...params import DEFAULT_ATTEMPTS, MAX_ATTEMPTS, Params
-from ...redaction import LogRedactor
+from ...redaction import CREDENTIAL_PATTERNS, LogRedactor
 
 RETRY_MODES = ("legacy", "standard", "adaptive")
 
-_REDACTIONS = (
-    # The access key id in Authorization headers and presigned queries: Credential=AKID/date/...
-    re.compile(r"(?i)(credential=)[^/\s'\",&]+"),
-    # Session tokens: request headers (dict or canonical form) and presigned queries.
+#: What S3's logs carry beyond the shared patterns (which mask whole Authorization headers
+#: and signed-query values).
+S3_PATTERNS = (
+    # Session tokens as request headers (dict or canonical form).
     re.compile(r"""(?i)(x-amz-security-token['"]?\s*[:=]\s*b?['"]?)[^'"&\s,}]+"""),
     # Request signatures (Authorization header, X-Amz-Signature, botocore.auth's "Signature:" line).
     re.compile(r"""(?i)((?:x-amz-)?signature['"]?\s*[:=]\s*b?['"]?)[0-9a-f]{16,}"""),
@@ -29,7 +29,7 @@ _REDACTIONS = (
 )
 
 # Every logger that prints requests gets the filter (filters do not apply to child loggers).
-LogRedactor(_REDACTIONS).install(
+LogRedactor((*CREDENTIAL_PATTERNS, *S3_PATTERNS)).install(
     "botocore.auth",
     "botocore.endpoint",
     "botocore.parsers",
