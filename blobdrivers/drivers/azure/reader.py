@@ -19,7 +19,7 @@ from azure.storage.blob._generated.models import ModifiedAccessConditions
 
 from ...errors import StorageError
 from ...params import MiB
-from ...reader import RangeReader, ReopeningReader
+from ...reader import RangeReader, ReopeningReader, read_fully
 from ...retry import RetryPolicy
 from .errors import status
 
@@ -114,14 +114,5 @@ def read_range(blob: BlobClient, path: str, offset: int, length: int, *, etag: s
     if not length:
         return buffer
     reader, _ = open_range(blob, path, offset, length, etag=etag, retry=retry)
-    try:
-        view = memoryview(buffer)
-        filled = 0
-        while filled < length:
-            got = reader.readinto(view[filled:])
-            if not got:
-                raise StorageError(f"{path} ended before {offset + length} bytes")
-            filled += got
-    finally:
-        reader.close()
+    read_fully(reader, memoryview(buffer), path=path)
     return buffer
