@@ -88,7 +88,7 @@ def make_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
         driver = blobdrivers.create("filesystem", {"rootdirectory": str(root), "chunksize": SMALL_CHUNK})
 
         def fs_leftovers() -> list[str]:
-            staging = root / "~staging"
+            staging = root / "~blobdrivers"
             return sorted(str(p.relative_to(staging)) for p in staging.glob("*/*") if p.parent.name != "locks")
 
         return Backend(kind, driver, fs_leftovers)

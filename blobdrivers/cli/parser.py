@@ -255,7 +255,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         "cleanup",
         cmd_cleanup,
         "Remove a filesystem store's staging leftovers (crashed puts, abandoned uploads) older than an age.",
-        "Staging entries live in the root's hidden ~staging folder. Entries touched within\n"
+        "Staging entries live in the root's hidden ~blobdrivers folder. Entries touched within\n"
         "--older-than are kept, so this is safe while the store is in use; an abandoned upload\n"
         "that is removed can no longer be resumed.\n\n"
         "examples:\n"

@@ -1,7 +1,7 @@
 """The filesystem driver: files under a root directory, published by atomic rename.
 
 Every publish (put, writer commit, cat, move) writes a temporary file in the hidden
-staging folder ``<root>/~staging`` (same filesystem), fsyncs it, renames it into
+staging folder ``<root>/~blobdrivers`` (the bookkeeping folder; same filesystem), fsyncs it, renames it into
 place and fsyncs the directory, so a reader or a crash sees the old content or the
 whole new content. A ``~`` is outside the path rule, so the staging folder can never
 be named by a caller, listed or walked. Its folders are made on first use, and made
@@ -56,7 +56,7 @@ from ...writer import WriterBackend
 from .files import DIR_FLAGS, closing, copy_fd, copy_source, etag_of, file_info, holds_file, remove_tree
 from .writer import FileWriter
 
-STAGING = "~staging"
+STAGING = StorageDriver.bookkeeping_dir
 _LOCK_STRIPES = 64
 
 
@@ -74,7 +74,7 @@ class FilesystemDriver(StorageDriver):
     #: for one component: no file a caller names is out of reach of other programs.
     max_key_bytes = 4095
     max_component_bytes = 255
-    #: Staging names: ``/~staging/uploads/<sha256>.<uuid>`` is 115 bytes.
+    #: Staging names: ``/~blobdrivers/uploads/<sha256>.<uuid>`` is 115 bytes.
     bookkeeping_key_bytes = 160
     copies_in_store = False  # cat copies the bytes through this process
     parallel_put = False  # a put writes sequentially from one buffer
