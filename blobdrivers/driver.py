@@ -241,9 +241,9 @@ class StorageDriver(abc.ABC):
             try:
                 self._cat(full, full_sources)
             except Exception as exc:
-                # A hook that names the missing source (path=) is mapped by _call; else find it.
-                named = isinstance(exc, StorageError) and exc.path in full_sources
-                missing = None if named else self._missing_source(exc, dict(zip(full_sources, sources, strict=True)))
+                if isinstance(exc, StorageError) and exc.path in full_sources:
+                    raise  # the hook named the missing source: _call shows it by the caller's path
+                missing = self._missing_source(exc, dict(zip(full_sources, sources, strict=True)))
                 if missing is None:
                     raise
                 raise PathNotFoundError(f"cat source {missing} does not exist", path=missing) from exc
@@ -342,15 +342,12 @@ class StorageDriver(abc.ABC):
     def _missing_source(self, exc: Exception, sources: Mapping[str, str]) -> str | None:
         """The caller's path of the source a failed ``_cat`` missed (R5), or None when ``exc`` is no "not found".
 
-        A hook names it by raising :class:`PathNotFoundError` with ``path=`` the full
-        source path; otherwise the first source that is no file is it (one ``_stat``
-        per source up to it: requests on this error path only).
+        Used when the hook did not name it (``PathNotFoundError`` with ``path=`` the
+        full source path): the first source that is no file is it, one ``_stat`` per
+        source up to it (requests on this error path only).
         """
         if not self._is_not_found(exc):
             return None
-        named = exc.path if isinstance(exc, StorageError) else None
-        if named is not None and named in sources:
-            return sources[named]
         for full, source in sources.items():
             try:
                 if self._stat(full).is_dir:

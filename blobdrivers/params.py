@@ -133,10 +133,19 @@ class Params:
         assert value is not None
         return value
 
-    def endpoint(self, name: str, *, default_scheme: str, example: str, aliases: tuple[str, ...] = ()) -> str | None:
-        """An http(s) endpoint without path, query or fragment; a bare ``host[:port]`` gets ``default_scheme``.
+    def endpoint(
+        self,
+        name: str,
+        *,
+        default_scheme: str,
+        example: str,
+        aliases: tuple[str, ...] = (),
+        allow_path: bool = False,
+    ) -> str | None:
+        """An http(s) endpoint without query or fragment (nor path, unless ``allow_path``).
 
-        Returns ``None`` when the parameter is absent; the trailing slash is dropped.
+        A bare ``host[:port]`` gets ``default_scheme``. Returns ``None`` when the
+        parameter is absent; the trailing slash is dropped.
         """
         key, value = self._lookup(name, aliases)
         if value is None:
@@ -144,7 +153,12 @@ class Params:
         if not isinstance(value, str):
             raise self._fail(key, value, f"an http(s) URL such as {example}")
         return endpoint_url(
-            value.strip(), default_scheme=default_scheme, parameter=key, example=example, driver=self._driver
+            value.strip(),
+            default_scheme=default_scheme,
+            parameter=key,
+            example=example,
+            driver=self._driver,
+            allow_path=allow_path,
         )
 
     def choice(self, name: str, default: T, choices: Mapping[str, T], *, aliases: tuple[str, ...] = ()) -> T:
@@ -194,8 +208,10 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def endpoint_url(value: str, *, default_scheme: str, parameter: str, example: str, driver: str) -> str:
-    """``value`` as an http(s) URL with a host and no path; see :meth:`Params.endpoint`."""
+def endpoint_url(
+    value: str, *, default_scheme: str, parameter: str, example: str, driver: str, allow_path: bool = False
+) -> str:
+    """``value`` as an http(s) URL with a host (and no path unless ``allow_path``); see :meth:`Params.endpoint`."""
     candidate = value if "://" in value else f"{default_scheme}://{value}"
     try:
         parts = urlsplit(candidate)
@@ -205,13 +221,14 @@ def endpoint_url(value: str, *, default_scheme: str, parameter: str, example: st
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
-        or parts.path not in ("", "/")
+        or (parts.path not in ("", "/") and not allow_path)
         or parts.query
         or parts.fragment
         or any(c.isspace() for c in candidate)
     ):
         raise ConfigError(
-            f"invalid value {value!r} for parameter {parameter!r}: an http(s) URL with no path, such as {example}",
+            f"invalid value {value!r} for parameter {parameter!r}: an http(s) URL with no "
+            f"{'query' if allow_path else 'path'}, such as {example}",
             driver=driver,
         )
     return candidate.rstrip("/")

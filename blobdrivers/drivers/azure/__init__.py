@@ -346,8 +346,7 @@ class AzureDriver(StorageDriver):
                 props = client.get_blob_properties()
             except HttpResponseError as exc:
                 if is_missing_blob(exc):
-                    shown = self._logical(source)
-                    raise PathNotFoundError(f"no file at {shown}", path=shown) from exc
+                    raise PathNotFoundError(f"cat source {source} does not exist", path=source) from exc
                 raise
             infos.append(SourceBlob(source, client, props.etag, props.size))
         total = sum(info.size for info in infos)

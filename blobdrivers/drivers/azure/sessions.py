@@ -93,13 +93,13 @@ def drop_staging(driver: AzureDriver, full: str, session: str) -> None:
             log.debug("azure: could not delete the staging blob of %s: %s", driver._logical(full), error_code(exc))
 
 
-def take_marker(driver: AzureDriver, full: str) -> dict[str, Any] | None:
+def take_marker(driver: AzureDriver, full: str, blob: BlobClient | None = None) -> dict[str, Any] | None:
     """Read the parked session's marker and delete it (If-Match on what was read): the session is ours.
 
     Two writers taking one marker: exactly one delete succeeds; the other reads
-    again and finds none (or a newer one).
+    again and finds none (or a newer one). ``blob``: the marker's client, when the caller has it.
     """
-    blob = marker(driver, full)
+    blob = blob or marker(driver, full)
     for _ in range(5):
         try:
             downloader = blob.download_blob()
@@ -127,10 +127,11 @@ def take_marker(driver: AzureDriver, full: str) -> dict[str, Any] | None:
 
 def park(driver: AzureDriver, full: str, session: Session) -> None:
     """Park ``session`` in the marker of ``full``, dropping the staging blob of a session parked before."""
-    replaced = take_marker(driver, full)
+    blob = marker(driver, full)  # one client for both requests (building one costs CPU)
+    replaced = take_marker(driver, full, blob)
     if replaced is not None and replaced.get("session") != session.id:
         drop_staging(driver, full, str(replaced["session"]))
-    marker(driver, full).upload_blob(json.dumps(session.state()).encode(), overwrite=True)
+    blob.upload_blob(json.dumps(session.state()).encode(), overwrite=True)
 
 
 def resume(driver: AzureDriver, full: str, state: dict[str, Any]) -> Session:

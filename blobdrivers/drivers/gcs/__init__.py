@@ -24,7 +24,6 @@ How each operation meets the service (this class), and where the mechanics live:
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import re
@@ -46,7 +45,7 @@ from ...listing import FileInfo, visible_children, walk_flat
 from ...params import GiB, MiB, Params
 from ...reader import RangeReader
 from ...retry import RetryPolicy
-from ...transfer import MAX_PARTS, Source, plan_put, run_bounded, upload_parts
+from ...transfer import MAX_PARTS, Source, plan_put, upload_parts
 from ...writer import WriterBackend
 from . import crc
 from .batch import Deleter
@@ -178,6 +177,11 @@ class GCSDriver(StorageDriver):
                 if body.crc is not None:
                     crc.check(resource, crc.to_b64(body.crc))
                 return
+        if size is None:
+            # Streamed chunk after chunk, finishing in one request when the data ends within the
+            # first: no chunk needs reading ahead (and copying again) as plan_put would.
+            self._put_streamed(key, source, params)
+            return
         plan = plan_put(source, self.chunk_size, max_parts=MAX_PARTS, max_part_size=5 * GiB)
         if plan.whole is not None:
             upload_small(self._api, key, plan.whole, params, what="put")
@@ -360,14 +364,8 @@ class GCSDriver(StorageDriver):
         except HTTPError as exc:
             if exc.status != 404 or exc.bucket_missing:
                 raise
-            missing = self._first_missing(sources)
-            shown = paths.strip(self._root, missing) if missing else None
-            raise self._absent(f"cat source {shown or '(one of the sources)'} does not exist", shown) from exc
-
-    def _first_missing(self, sources: list[str]) -> str | None:
-        tasks = [functools.partial(self._api.metadata, paths.to_key(source)) for source in sources]
-        found = run_bounded(tasks, self.concurrency)
-        return next((source for source, item in zip(sources, found, strict=True) if item is None), None)
+            # Compose does not say which source is missing: the base class finds it.
+            raise self._absent("a cat source does not exist") from exc
 
     # ------------------------------------------------------------------ url_for / errors
 

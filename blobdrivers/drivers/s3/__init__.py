@@ -129,6 +129,16 @@ class S3Driver(StorageDriver):
     # ------------------------------------------------------------------ client
 
     @property
+    def endpoint(self) -> str | None:
+        """The endpoint URL (``regionendpoint``), or ``None`` for AWS itself."""
+        return self.connection.endpoint
+
+    @property
+    def region(self) -> str | None:
+        """The region, when one was given."""
+        return self.connection.region
+
+    @property
     def client(self) -> Any:
         """The boto3 S3 client of this process (created on first use; recreated after ``fork``)."""
         return self._client.get()

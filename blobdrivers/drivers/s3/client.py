@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -50,13 +50,14 @@ class Connection:
     region: str | None
     endpoint: str | None
     secure: bool
-    #: ``verify`` for boto3: ``False`` under ``skipverify``, else ``True`` or a CA bundle.
-    verify: bool | str
+    #: ``verify`` for boto3: ``False`` under ``skipverify``, else ``True`` (boto3's own CA settings).
+    verify: bool
     forcepathstyle: bool
     useragent: str | None
-    accesskey: str | None
-    secretkey: str | None
-    sessiontoken: str | None
+    # Credentials never show in a repr (a debugger's, a log's, a traceback's locals).
+    accesskey: str | None = field(repr=False)
+    secretkey: str | None = field(repr=False)
+    sessiontoken: str | None = field(repr=False)
 
     @classmethod
     def read(cls, reader: Params, *, driver: str) -> Connection:
@@ -68,6 +69,7 @@ class Connection:
             default_scheme="https" if secure else "http",
             example="https://minio:9000",
             aliases=("endpoint_url",),
+            allow_path=True,  # gateways serving S3 below a path prefix
         )
         accesskey = reader.string("accesskey")
         secretkey = reader.string("secretkey")
@@ -79,7 +81,8 @@ class Connection:
             raise ConfigError("parameters 'accesskey' and 'secretkey' must be given together", driver=driver)
         if sessiontoken is not None and accesskey is None:
             raise ConfigError("parameter 'sessiontoken' needs 'accesskey' and 'secretkey'", driver=driver)
-        verify = tls_verify(driver, endpoint or "AWS", skipverify=skipverify)
+        # boto3 finds its CA bundle itself (AWS_CA_BUNDLE, its config): only the warning and the off switch here.
+        verify = tls_verify(driver, endpoint or "AWS", skipverify=skipverify) is not False
         return cls(
             region,
             endpoint,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError, IncompleteReadError
 
 from ...errors import StorageError
-from ...reader import RangeReader, ReopeningReader
+from ...reader import RangeReader, ReopeningReader, read_fully
 from .errors import is_precondition, is_stream_error
 
 if TYPE_CHECKING:
@@ -85,10 +85,4 @@ def read_range(driver: S3Driver, key: str, offset: int, buffer: memoryview, *, e
     """Fill ``buffer`` with the bytes of ``key`` from ``offset`` (of version ``etag``), reopening a cut body."""
     if not buffer:
         return
-    reader = reopening(driver, key, offset, len(buffer), etag)
-    try:
-        filled = 0
-        while filled < len(buffer):
-            filled += reader.readinto(buffer[filled:])  # never 0 before the end: Body raises instead
-    finally:
-        reader.close()
+    read_fully(reopening(driver, key, offset, len(buffer), etag), buffer, path="/" + key)
