@@ -35,11 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Case, MiB, run_all
-from benchmarks.peers import moto_endpoint
+from benchmarks.peers import S3_KEY_ID, S3_REGION, S3_SECRET, moto_endpoint, s3fs_on
 
-REGION = "us-east-1"
-KEY_ID = "testing"
-SECRET = "testing"
+REGION, KEY_ID, SECRET = S3_REGION, S3_KEY_ID, S3_SECRET
 SMALL = 4096
 THREADS = 8
 
@@ -94,18 +92,6 @@ def _boto3(endpoint: str) -> Any:
     )
 
 
-def _s3fs(endpoint: str) -> Any:
-    import s3fs
-
-    return s3fs.S3FileSystem(
-        key=KEY_ID,
-        secret=SECRET,
-        endpoint_url=endpoint,
-        client_kwargs={"region_name": REGION},
-        skip_instance_cache=True,
-    )
-
-
 def _stores(endpoint: str, bucket: str, source: str) -> tuple[Any, Any]:
     from blobdrivers.drivers.filesystem import FilesystemDriver
     from blobdrivers.drivers.s3 import S3Driver
@@ -143,7 +129,7 @@ def copy_tree(impl: str, endpoint: str, source: str, unit: str) -> dict[str, flo
         result = _result(started, files, unit)
         assert report.ok and report.copied == len(files), report
     elif impl == "s3fs":
-        fs = _s3fs(endpoint)
+        fs = s3fs_on(endpoint, skip_instance_cache=True)
         started = time.perf_counter()
         fs.put(source.rstrip("/") + "/", f"{bucket}/", recursive=True)
         result = _result(started, files, unit)
@@ -195,7 +181,7 @@ def missing_check(impl: str, endpoint: str, source: str, bucket: str) -> dict[st
     if impl == "raw":
         remote = _listed(endpoint, bucket)
     elif impl == "s3fs":
-        fs = _s3fs(endpoint)
+        fs = s3fs_on(endpoint, skip_instance_cache=True)
         prefix = f"{bucket}/"
         remote = {path[len(prefix) :]: int(info["size"]) for path, info in fs.find(bucket, detail=True).items()}
     else:

@@ -28,12 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Case, ChunkFile, MiB, Sink, chunks, read_loop, run_all
-from benchmarks.peers import moto_endpoint, time_small_ops
+from benchmarks.peers import S3_KEY_ID, S3_REGION, S3_SECRET, moto_endpoint, s3fs_on, time_small_ops
 
 BUFFER = 8 * MiB
-REGION = "us-east-1"
-KEY_ID = "testing"
-SECRET = "testing"
+REGION, KEY_ID, SECRET = S3_REGION, S3_KEY_ID, S3_SECRET
 SMALL = 4096
 
 
@@ -96,18 +94,6 @@ def _boto3(endpoint: str) -> Any:
     )
 
 
-def _s3fs(endpoint: str) -> Any:
-    import s3fs
-
-    return s3fs.S3FileSystem(
-        key=KEY_ID,
-        secret=SECRET,
-        endpoint_url=endpoint,
-        client_kwargs={"region_name": REGION},
-        use_listings_cache=False,
-    )
-
-
 def _obstore(endpoint: str, bucket: str) -> Any:
     from obstore.store import S3Store
 
@@ -137,7 +123,7 @@ def put_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
         client = _boto3(endpoint)
         return _timed(lambda: client.upload_fileobj(ChunkFile(size, BUFFER), bucket, "blob"), size)
     if impl == "s3fs":
-        fs = _s3fs(endpoint)
+        fs = s3fs_on(endpoint, use_listings_cache=False)
 
         def write() -> None:
             with fs.open(f"{bucket}/blob", "wb") as out:
@@ -181,7 +167,7 @@ def get_large(impl: str, endpoint: str, size: int) -> dict[str, float]:
         assert sink.total == size
         return result
     if impl == "s3fs":
-        fs = _s3fs(endpoint)
+        fs = s3fs_on(endpoint, use_listings_cache=False)
 
         def read_s3fs() -> None:
             with fs.open(f"{bucket}/blob", "rb", block_size=BUFFER) as source:
@@ -243,7 +229,7 @@ def _small_impl(impl: str, endpoint: str, bucket: str) -> tuple[Any, Any]:
             (lambda n: client.get_object(Bucket=bucket, Key=n)["Body"].read()),
         )
     if impl == "s3fs":
-        fs = _s3fs(endpoint)
+        fs = s3fs_on(endpoint, use_listings_cache=False)
         return (lambda n, d: fs.pipe_file(f"{bucket}/{n}", d)), (lambda n: fs.cat_file(f"{bucket}/{n}"))
     if impl == "obstore":
         import obstore

@@ -19,6 +19,11 @@ from typing import Any
 
 from benchmarks.harness import Case, MiB, Result, read_loop, run, run_all
 
+#: moto's region and credentials, the same for every S3 peer.
+S3_REGION = "us-east-1"
+S3_KEY_ID = "testing"
+S3_SECRET = "testing"
+
 #: One implementation's rows in a case table: (implementation, row name, put note, get note).
 Peer = tuple[str, str, str, str]
 
@@ -33,6 +38,15 @@ def moto_endpoint() -> Iterator[str]:
         yield server.endpoint_url
     finally:
         server.stop()
+
+
+def s3fs_on(endpoint: str, **options: Any) -> Any:
+    """An s3fs filesystem on moto at ``endpoint`` (``options``: its caching switches)."""
+    import s3fs
+
+    return s3fs.S3FileSystem(
+        key=S3_KEY_ID, secret=S3_SECRET, endpoint_url=endpoint, client_kwargs={"region_name": S3_REGION}, **options
+    )
 
 
 def small_names(impl: str, count: int) -> list[str]:
