@@ -19,7 +19,10 @@ from ..errors import PathNotFoundError
 
 def payload(size: int, seed: int = 0) -> bytes:
     """Incompressible bytes of ``size``, the same for a seed on every run, different for each seed."""
-    return random.Random(seed).randbytes(size)
+    rng = random.Random(seed)
+    # randbytes draws one integer of 8 * n bits, so large payloads are made in pieces.
+    piece = 1 << 20
+    return b"".join(rng.randbytes(min(piece, size - start)) for start in range(0, size, piece))
 
 
 def reopen(driver: StorageDriver) -> StorageDriver:

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError
@@ -151,6 +152,15 @@ class AzureDriver(StorageDriver):
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         return translate(exc, path, self._container)
+
+    def store_identity(self) -> str:
+        """``azure://endpoint=…&container=…``: the account's blob endpoint, however the account was given.
+
+        A connection string, an account name or a service URL naming one account give
+        one identity; the endpoint never carries a secret (a SAS lives in its own field).
+        """
+        endpoint = self._auth.account_url.split("?", 1)[0].rstrip("/")
+        return f"{self.name}://endpoint={quote(endpoint, safe='')}&container={self._container}"
 
     def redact(self, text: str) -> str:
         """``text`` without secret values: parameters, the key inside a connection string, SAS signatures."""
