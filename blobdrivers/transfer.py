@@ -1,4 +1,4 @@
-"""Chunk buffering, part sizing and bounded parallel part scheduling, shared by every driver.
+"""Chunk buffering, part sizing and bounded parallel part scheduling (puts and writers), shared by every driver.
 
 Memory rule: a transfer of any size holds at most ``part_size * (concurrency + 1)``
 bytes of payload: ``concurrency`` parts in flight plus the one being filled.
@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -384,6 +384,100 @@ class PartBuffer:
     def clear(self) -> None:
         """Drop everything buffered."""
         self._buffer = bytearray()
+
+
+class BackgroundParts:
+    """A writer's parts sent in the background, at most ``concurrency`` at a time.
+
+    :meth:`send` takes a free slot *before* it copies a part, so a writer holds at
+    most ``concurrency`` parts in flight plus the one it fills:
+    ``part_size * (concurrency + 1)`` bytes. ``upload(index, data)`` sends one part
+    in a worker thread (``data`` is the part's own copy, valid during the call). A
+    part that fails does not stop the others: the first failure (in time) is kept
+    in :attr:`failure`, the lowest index that failed in :attr:`first_failed`. Every
+    index :meth:`send` handed out either succeeds or fails, so once :meth:`drain`
+    returned, every part below ``first_failed`` succeeded: the consistent prefix a
+    writer may keep.
+
+    Parts run on ``executor()``, asked for every part (a driver's per-process pool
+    stays right after a fork); without one, on a pool of ``concurrency`` threads
+    made at the first part and ended by :meth:`shutdown`.
+    """
+
+    def __init__(
+        self,
+        concurrency: int,
+        upload: Callable[[int, memoryview], object],
+        *,
+        executor: Callable[[], Executor] | None = None,
+    ) -> None:
+        self._concurrency = concurrency
+        self._upload = upload
+        self._executor = executor
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._running: list[Future[None]] = []
+        self._lock = threading.Lock()  # taken only when a part fails
+        #: The first exception a part raised, ``None`` while every part succeeded.
+        self.failure: BaseException | None = None
+        #: The lowest index of a part that failed: the parts below it are the consistent prefix.
+        self.first_failed: int | None = None
+
+    def send(self, part: bytes | bytearray | memoryview, start: Callable[[int], int]) -> None:
+        """Upload ``part`` in the background, once a slot is free.
+
+        ``start(len(part))`` runs in the slot, before the part is copied, and returns
+        the part's index; when it raises (an earlier failure, a limit), the slot is
+        freed and nothing is sent. A ``memoryview`` is copied (it shows the caller's
+        memory); ``bytes`` and a ``bytearray`` are taken over.
+        """
+        self._slots.acquire()
+        try:
+            index = start(len(part))
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            owned = bytes(part) if isinstance(part, memoryview) else part
+            self._running = [future for future in self._running if not future.done()]
+            self._running.append(self._pool_for_parts().submit(self._run, index, owned))
+        except BaseException as exc:
+            self._failed(index, exc)  # the index was handed out: a part that never went out failed
+            self._slots.release()
+            raise
+
+    def drain(self) -> None:
+        """Wait until no part is in flight."""
+        wait(self._running)
+        self._running.clear()
+
+    def shutdown(self) -> None:
+        """End the pool made for the parts, if any, once its parts are done (a later part makes a new one)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _pool_for_parts(self) -> Executor:
+        if self._executor is not None:
+            return self._executor()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="blobdrivers-writer")
+        return self._pool
+
+    def _run(self, index: int, part: bytes | bytearray) -> None:
+        try:
+            self._upload(index, memoryview(part))
+        except BaseException as exc:
+            self._failed(index, exc)
+        finally:
+            self._slots.release()
+
+    def _failed(self, index: int, exc: BaseException) -> None:
+        with self._lock:
+            if self.failure is None:
+                self.failure = exc
+            if self.first_failed is None or index < self.first_failed:
+                self.first_failed = index
 
 
 class ViewFile(io.RawIOBase):

@@ -33,6 +33,7 @@ from blobdrivers.params import GiB, MiB, Params
 from blobdrivers.retry import RetryPolicy
 from blobdrivers.transfer import (
     MAX_PARTS,
+    BackgroundParts,
     PartBuffer,
     Source,
     growing_part_sizes,
@@ -313,6 +314,52 @@ def test_run_bounded_stops_on_first_failure() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         run_bounded((task(i) for i in range(100)), 2)
     assert len(started) < 10
+
+
+def test_background_parts_bound_copy_and_keep_the_prefix() -> None:
+    lock = threading.Lock()
+    in_flight = peak = 0
+    sent: dict[int, bytes] = {}
+
+    def upload(index: int, data: memoryview) -> None:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.01)
+        with lock:
+            in_flight -= 1
+        if index == 3:
+            raise RuntimeError("boom")
+        sent[index] = bytes(data)
+
+    parts = BackgroundParts(2, upload)
+    numbers = iter(range(1, 100))
+    data = bytearray(b"a" * 6)
+    for _ in range(6):
+        parts.send(memoryview(data), lambda size: next(numbers))
+        data[:] = b"b" * 6  # the caller's memory changes once send returned: the part was copied
+        if parts.failure is not None:
+            break
+    parts.drain()
+    parts.shutdown()
+    assert isinstance(parts.failure, RuntimeError)
+    assert parts.first_failed == 3
+    assert {1, 2} <= set(sent) and 3 not in sent
+    assert sent[1] == b"a" * 6
+    assert peak <= 2
+
+    def refuse(size: int) -> int:
+        raise ValueError("an earlier failure")
+
+    refusing = BackgroundParts(1, upload)
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            refusing.send(b"x", refuse)
+    refusing.send(b"x", lambda size: 1)  # a slot kept by a refused part would block here
+    refusing.drain()
+    refusing.shutdown()
+    assert refusing.failure is None and sent[1] == b"x"
 
 
 def test_part_buffer() -> None:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING
 
 from ..conditions import Conditions
 from ..errors import StorageError
-from ..transfer import PartBuffer
+from ..transfer import BackgroundParts, PartBuffer
 from .sessions import ParkedSession, record_body
 
 if TYPE_CHECKING:
@@ -79,11 +75,7 @@ class ResumableWriter:
         self._buffer = PartBuffer(part_size, buffer)
         #: The record (claimed or written by this writer) that describes the session on the store.
         self._record = record
-        self._slots = threading.BoundedSemaphore(engine.concurrency)
-        self._lock = threading.Lock()
-        self._pending: list[Future[None]] = []
-        self._pool: ThreadPoolExecutor | None = None
-        self._failure: BaseException | None = None
+        self._background = BackgroundParts(engine.concurrency, self._upload)
         self.size = len(self._parts) * part_size + len(self._buffer)
 
     @property
@@ -107,12 +99,13 @@ class ResumableWriter:
         try:
             self._park()
         finally:
-            self._shutdown()
-        if self._failure is not None:
+            self._background.shutdown()
+        failure = self._background.failure
+        if failure is not None:
             raise StorageError(
-                f"a part upload of /{self._key} failed ({type(self._failure).__name__}); close() kept only the "
+                f"a part upload of /{self._key} failed ({type(failure).__name__}); close() kept only the "
                 f"{len(self._parts) * self._part_size} bytes before it"
-            ) from self._failure
+            ) from failure
 
     def commit(self, conditions: Conditions) -> None:
         """Publish: the buffered rest becomes the last part; on failure the session is parked."""
@@ -131,16 +124,16 @@ class ResumableWriter:
             self._park_quietly()
             raise
         finally:
-            self._shutdown()
+            self._background.shutdown()
 
     def cancel(self) -> None:
         """Abort the upload and drop the session's record."""
         try:
-            self._wait()
+            self._background.drain()
             self._end_session()
         finally:
             self._buffer.clear()
-            self._shutdown()
+            self._background.shutdown()
 
     # ------------------------------------------------------------------ publishing
 
@@ -173,12 +166,12 @@ class ResumableWriter:
 
     def _park(self) -> None:
         """Write the session's record: its consistent prefix of parts, and the tail unless a part failed."""
-        if self._failure is None:
+        if self._background.failure is None:
             with contextlib.suppress(StorageError):  # a part failing now is handled like an earlier failure
                 self._flush_full()
         self._settle()
         # After a failed part the bytes past it never became durable: the record keeps the prefix only.
-        tail = self._buffer.rest if self._failure is None else memoryview(b"")
+        tail = self._buffer.rest if self._background.failure is None else memoryview(b"")
         if self._upload_id is None:
             # Even an empty writer needs an upload: its record is what a resume finds.
             self._upload_id = self._engine.create_upload(self._key)
@@ -214,65 +207,34 @@ class ResumableWriter:
     def _send(self, parts: Iterator[bytearray | memoryview]) -> None:
         """Upload each full part in the background; the next part is cut only once this one has a slot."""
         for part in parts:
-            # Take a slot before copying, so parts in memory never exceed concurrency + the buffer.
-            self._slots.acquire()
-            self._submit(part)
+            self._background.send(part, self._number_part)
 
-    def _submit(self, data: bytearray | memoryview) -> None:
-        """Upload ``data`` as the next part in the background, in the slot taken (a view is copied: caller's memory)."""
-        try:
-            self._raise_failure()
-            if self._upload_id is None:
-                self._upload_id = self._engine.create_upload(self._key)
-            part = bytes(data) if isinstance(data, memoryview) else data
-            number = self._next
-            self._next += 1
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self._engine.concurrency, thread_name_prefix="blobdrivers-writer"
-                )
-            upload_id = self._upload_id
-        except BaseException:
-            self._slots.release()
-            raise
-        self._pending.append(self._pool.submit(self._upload, upload_id, number, part))
+    def _number_part(self, size: int) -> int:
+        """In the slot of the next part, before it is copied: its number (the first part makes the upload)."""
+        self._raise_failure()
+        if self._upload_id is None:
+            self._upload_id = self._engine.create_upload(self._key)
+        number = self._next
+        self._next += 1
+        return number
 
-    def _upload(self, upload_id: str, number: int, part: bytes | bytearray) -> None:
-        try:
-            etag = self._engine.send_part(self._key, upload_id, number, memoryview(part))
-            with self._lock:
-                self._parts[number] = etag
-        except BaseException as exc:
-            with self._lock:
-                if self._failure is None:
-                    self._failure = exc
-        finally:
-            self._slots.release()
-
-    def _wait(self) -> None:
-        if self._pending:
-            wait_futures(self._pending)
-            self._pending.clear()
+    def _upload(self, number: int, part: memoryview) -> None:
+        upload_id = self._upload_id
+        assert upload_id is not None  # made by the first part; replaced only once no part is in flight
+        # One dict item set per part is atomic: the writer reads the parts only after a drain.
+        self._parts[number] = self._engine.send_part(self._key, upload_id, number, part)
 
     def _settle(self) -> None:
         """Wait for parts in flight; after a failure keep only the consistent prefix of parts."""
-        self._wait()
-        if self._failure is not None:
-            prefix: dict[int, str] = {}
-            for number in itertools.count(1):
-                if number not in self._parts:
-                    break
-                prefix[number] = self._parts[number]
-            self._parts = prefix
+        self._background.drain()
+        failed = self._background.first_failed
+        if failed is not None:
+            self._parts = {number: tag for number, tag in self._parts.items() if number < failed}
 
     def _raise_failure(self) -> None:
-        if self._failure is not None:
+        failure = self._background.failure
+        if failure is not None:
             raise StorageError(
-                f"an earlier part upload of /{self._key} failed ({type(self._failure).__name__}); "
+                f"an earlier part upload of /{self._key} failed ({type(failure).__name__}); "
                 "close() keeps the parts written before it for a resume"
-            ) from self._failure
-
-    def _shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+            ) from failure

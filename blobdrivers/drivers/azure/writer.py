@@ -15,8 +15,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import threading
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Final
 
 from azure.core import MatchConditions
@@ -25,7 +23,7 @@ from azure.storage.blob import BlobBlock, BlobClient, BlockState
 
 from ...conditions import Conditions
 from ...errors import PreconditionFailedError, StorageError
-from ...transfer import PartBuffer, growing_part_sizes
+from ...transfer import BackgroundParts, PartBuffer, growing_part_sizes
 from . import blocks, sessions
 from .blocks import MAX_BLOCK_SIZE, MAX_BLOCKS, SourceBlob
 from .errors import status
@@ -56,11 +54,8 @@ class AzureWriter:
         self._staging = sessions.staging(driver, full, session.id)
         self._sizes_table = _growing_sizes(driver.chunk_size)
         self._buffer = PartBuffer(self._part_size())
-        self._inflight: list[Future[int]] = []
-        self._failure: BaseException | None = None  # a block that could not be staged breaks the writer
-        self._first_failed: int | None = None  # index of the lowest block that failed: the prefix before it is safe
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(driver.concurrency)
+        # A block that could not be staged breaks the writer; the blocks before the lowest failed one are safe.
+        self._background = BackgroundParts(driver.concurrency, self._stage, executor=lambda: driver._clients.get().pool)
         self.size = (session.base.size if session.base else 0) + sum(session.staged)
 
     def _part_size(self) -> int:
@@ -69,48 +64,31 @@ class AzureWriter:
 
     # -- staging
 
-    def _submit(self, data: bytes) -> None:
+    def _submit(self, data: bytes | bytearray | memoryview) -> None:
+        """Stage ``data`` as the next block in the background, once one of the writer's slots is free."""
+        self._background.send(data, self._next_block)
+
+    def _next_block(self, size: int) -> int:
+        """In the slot of the next block, before it is copied: its index (after an earlier failure, none)."""
         self._raise_failures()
         index = len(self._sizes)
         if index >= MAX_BLOCKS:
             raise StorageError(f"an upload to {self._driver._logical(self._full)} reached {MAX_BLOCKS} blocks")
-        self._sizes.append(len(data))
-        self._slots.acquire()  # at most maxconcurrency blocks in flight: memory stays bounded
-        try:
-            future = self._driver._clients.get().pool.submit(self._stage, index, data)
-        except BaseException:
-            self._slots.release()
-            raise
-        future.add_done_callback(lambda _: self._slots.release())
-        self._inflight.append(future)
+        self._sizes.append(size)
+        return index
 
-    def _stage(self, index: int, data: bytes) -> int:
-        try:
-            return self._driver._stage_part(self._full, self._staging, self._session.id, index, data)
-        except BaseException:
-            with self._lock:
-                self._first_failed = index if self._first_failed is None else min(index, self._first_failed)
-            raise
+    def _stage(self, index: int, data: memoryview) -> int:
+        return self._driver._stage_part(self._full, self._staging, self._session.id, index, data)
 
     def _raise_failures(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-        done = [future for future in self._inflight if future.done()]
-        for future in done:
-            self._inflight.remove(future)
-            error = future.exception()
-            if error is not None:
-                self._failure = error
-                raise error
+        failure = self._background.failure
+        if failure is not None:
+            raise failure
 
     def _drain(self) -> None:
         """Wait for every block in flight; raise the first failure (then and on every later call)."""
-        for future in self._inflight:
-            error = future.exception()
-            self._failure = self._failure or error
-        self._inflight.clear()
-        if self._failure is not None:
-            raise self._failure
+        self._background.drain()
+        self._raise_failures()
 
     def _flush(self) -> None:
         rest = self._buffer.take_rest()
@@ -122,7 +100,7 @@ class AzureWriter:
 
     def write(self, data: memoryview) -> None:
         """Buffer ``data``; every full block is staged in the background."""
-        for part in self._buffer.write(data):
+        for part in self._buffer.cut(data):
             self._submit(part)
             self._buffer.part_size = self._part_size()
 
@@ -146,9 +124,10 @@ class AzureWriter:
         """After a failed block: wait for the others, keep the blocks before the first failed one; say if one did."""
         with contextlib.suppress(Exception):
             self._drain()
-        if self._first_failed is None:
+        first_failed = self._background.first_failed
+        if first_failed is None:
             return False
-        del self._sizes[self._first_failed :]
+        del self._sizes[first_failed:]
         return True
 
     def _park(self) -> None:
@@ -265,7 +244,5 @@ class AzureWriter:
 
     def cancel(self) -> None:
         """Forget the upload: delete the session's staging blob. The path keeps what it had."""
-        for future in self._inflight:
-            future.exception()
-        self._inflight.clear()
+        self._background.drain()
         sessions.drop_staging(self._driver, self._full, self._session.id)
