@@ -40,9 +40,10 @@ def open_range(api: Api, key: str, offset: int, length: int | None) -> tuple[Ran
     and the length is known; later reopens happen inside the one ReopeningReader.
     """
     generation: list[str | None] = [None]
+    last = _LastRead()
 
     def open_at(start: int, count: int | None) -> _MediaBody:
-        body = _MediaBody.open(api, key, start, count, generation[0])
+        body = _MediaBody.open(api, key, start, count, generation[0], last)
         generation[0] = generation[0] or body.generation
         return body
 
@@ -52,17 +53,31 @@ def open_range(api: Api, key: str, offset: int, length: int | None) -> tuple[Ran
         open_at, offset, remaining, retry=api.retry, is_transient=is_transient, first=first
     )
     if first.whole_crc is not None and remaining is not None:
+        # google_crc32c takes only bytes: fold the bytes object the body just read (the same
+        # bytes as the buffer it filled) rather than a copy of the buffer.
         reader = ChecksumReader(
-            reader, size=remaining, expected=first.whole_crc, extend=crc.extend, what=CHECK, path="/" + key
+            reader,
+            size=remaining,
+            expected=first.whole_crc,
+            extend=lambda state, _view: crc.extend(state, last.data),
+            what=CHECK,
+            path="/" + key,
         )
     return reader, remaining
+
+
+class _LastRead:
+    """The bytes the latest body read gave, shared by the bodies of one range."""
+
+    data: bytes = b""
 
 
 class _MediaBody:
     """One streamed GET response: sequential reads until its range ends or the connection breaks."""
 
-    def __init__(self, response: BaseHTTPResponse | None, remaining: int | None) -> None:
+    def __init__(self, response: BaseHTTPResponse | None, remaining: int | None, last: _LastRead) -> None:
         self._response = response
+        self._last = last
         self._left = remaining
         #: Bytes this body will give (``None``: unknown, to the end of the object).
         self.remaining = remaining
@@ -71,12 +86,14 @@ class _MediaBody:
         self.whole_crc: int | None = None
 
     @classmethod
-    def open(cls, api: Api, key: str, start: int, count: int | None, generation: str | None) -> _MediaBody:
+    def open(
+        cls, api: Api, key: str, start: int, count: int | None, generation: str | None, last: _LastRead
+    ) -> _MediaBody:
         headers = {"Accept-Encoding": "identity"}
         whole = start == 0 and count is None
         if not whole:
-            last = "" if count is None else str(start + count - 1)
-            headers["Range"] = f"bytes={start}-{last}"
+            end = "" if count is None else str(start + count - 1)
+            headers["Range"] = f"bytes={start}-{end}"
         params = {"alt": "media"}
         if generation:
             params["generation"] = generation
@@ -98,9 +115,9 @@ class _MediaBody:
         if response.status == 416:  # the offset is at or past the end
             response.read()
             response.release_conn()
-            return cls(None, 0)
+            return cls(None, 0, last)
         length = response.headers.get("Content-Length")
-        body = cls(response, None if length is None else int(length))
+        body = cls(response, None if length is None else int(length), last)
         body.generation = response.headers.get("x-goog-generation")
         if whole and response.status == 200:
             body.whole_crc = crc.from_hash_header(response.headers)
@@ -124,6 +141,7 @@ class _MediaBody:
             return 0
         got = len(data)
         buffer[:got] = data
+        self._last.data = data
         if self._left is not None:
             self._left -= got
             if not self._left:
