@@ -59,7 +59,7 @@ def open_range(api: Api, key: str, offset: int, length: int | None) -> tuple[Ran
             reader,
             size=remaining,
             expected=first.whole_crc,
-            extend=lambda state, _view: crc.extend(state, last.data),
+            extend=lambda state, _view: crc.extend(state, last.take()),
             what=CHECK,
             path="/" + key,
         )
@@ -70,6 +70,11 @@ class _LastRead:
     """The bytes the latest body read gave, shared by the bodies of one range."""
 
     data: bytes = b""
+
+    def take(self) -> bytes:
+        """The bytes of the latest read, let go of here (a large read's buffer is not kept alive)."""
+        data, self.data = self.data, b""
+        return data
 
 
 class _MediaBody:
