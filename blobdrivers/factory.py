@@ -1,4 +1,4 @@
-"""Creating drivers: by name, from a URL, from a distribution ``storage:`` config.
+"""Creating drivers: by name, from a URL, from a distribution registry config.
 
 Built-in drivers are known by import path only and imported on first use, so a
 missing SDK costs nothing until that driver is asked for, and then says which
@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .config import Source, driver_params
 from .driver import StorageDriver
 from .errors import ConfigError, DriverNotFoundError
 
@@ -43,8 +44,6 @@ _SCHEMES: dict[str, tuple[str, str | None]] = {
     "gs": ("gcs", "bucket"),
     "oss": ("oss", "bucket"),
 }
-#: Keys of a distribution ``storage:`` section that are not drivers.
-_CONFIG_SECTIONS = frozenset({"cache", "maintenance", "delete", "redirect", "tag"})
 
 _registry: dict[str, Factory] = {}
 _lock = threading.Lock()
@@ -136,25 +135,18 @@ def from_url(url: str) -> StorageDriver:
     return create(driver, params)
 
 
-def from_config(storage: Mapping[str, Any]) -> StorageDriver:
-    """A driver from the ``storage:`` section of a distribution ``config.yml``.
+def from_config(config: Source, *, env: Mapping[str, str] | None = None) -> StorageDriver:
+    """A driver from a distribution registry configuration, read as distribution reads it.
 
-    Exactly one key names the driver and maps to its parameters. The sections
-    ``cache``, ``maintenance``, ``delete``, ``redirect`` and ``tag`` are accepted;
-    this library applies none of them to the driver itself, so they are ignored here.
+    ``config`` is a whole ``config.yml`` or just its ``storage:`` section: a mapping,
+    YAML text, or a file's path (str or ``os.PathLike``). Exactly one key of the
+    section names the driver; ``cache``, ``delete``, ``redirect``, ``maintenance`` and
+    ``tag`` are skipped, as by distribution. ``REGISTRY_STORAGE*`` variables of ``env``
+    (default ``os.environ``) override it as in distribution. Distribution's defaults
+    apply, and the parameters it documents that have no meaning here are ignored with
+    one warning each; see ``docs/configuration.md``.
     """
-    if not isinstance(storage, Mapping):
-        raise ConfigError(f"the storage configuration must be a mapping, not {type(storage).__name__}")
-    drivers = [key for key in storage if key not in _CONFIG_SECTIONS]
-    if len(drivers) != 1:
-        raise ConfigError(
-            f"the storage configuration must name exactly one driver, found {drivers or 'none'}; "
-            f"available: {', '.join(available_drivers())}"
-        )
-    name = drivers[0]
-    params = storage[name] or {}
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"the parameters of driver {name!r} must be a mapping", driver=name)
+    name, params = driver_params(config, env=env)
     return create(name, params)
 
 

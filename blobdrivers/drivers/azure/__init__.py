@@ -100,8 +100,8 @@ class AzureDriver(StorageDriver):
         reader.done()
         if not _CONTAINER_NAME.fullmatch(container):
             raise ConfigError(
-                f"invalid value {container!r} for parameter 'container': 3-63 lowercase letters, digits and "
-                "single dashes, starting and ending with a letter or digit",
+                f"container name {container!r} is invalid: Azure container names are 3-63 characters of lowercase "
+                "letters, digits and single hyphens, starting and ending with a letter or digit",
                 driver=self.name,
             )
         self._container = container

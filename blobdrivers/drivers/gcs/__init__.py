@@ -114,8 +114,8 @@ class GCSDriver(StorageDriver):
         reader.done()
         if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
             raise ConfigError(
-                f"invalid value {bucket!r} for parameter 'bucket': a GCS bucket name is 3-222 characters "
-                "of lowercase letters, digits, '-', '_' and '.'",
+                f"bucket name {bucket!r} is invalid: GCS bucket names are 3-222 characters of lowercase letters, "
+                "digits, hyphens, underscores and dots, starting and ending with a letter or digit",
                 driver=self.name,
             )
         if keyfile and credentials_info is not None:

@@ -86,8 +86,8 @@ class OSSDriver(StorageDriver):
 
         if not _BUCKET_NAME.fullmatch(self.bucket):
             raise ConfigError(
-                f"invalid value {self.bucket!r} for parameter 'bucket': 3 to 63 lowercase letters, digits or '-', "
-                "starting and ending with a letter or digit",
+                f"bucket name {self.bucket!r} is invalid: OSS bucket names are 3-63 characters of lowercase letters, "
+                "digits and hyphens, starting and ending with a letter or digit",
                 driver=self.name,
             )
         if keyid is not None and not encrypt:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,9 @@ from .errors import bucket_missing, code, is_not_found, is_precondition, is_stre
 from .reader import quote, ranged_get, reopening, unquote
 
 log = logging.getLogger("blobdrivers.s3")
+
+#: AWS's rule for bucket names (S3-compatible stores follow it too).
+_BUCKET_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]")
 
 STORAGE_CLASSES = (
     "STANDARD",
@@ -98,8 +102,12 @@ class S3Driver(StorageDriver):
         self.retry_mode, self.retry_attempts = read_retries(reader, params, driver=self.name)
         reader.done()
 
-        if "/" in self.bucket or not self.bucket.strip():
-            raise ConfigError(f"invalid value {self.bucket!r} for parameter 'bucket': a bucket name", driver=self.name)
+        if not _BUCKET_NAME.fullmatch(self.bucket):
+            raise ConfigError(
+                f"bucket name {self.bucket!r} is invalid: S3 bucket names are 3-63 characters of lowercase letters, "
+                "digits, dots and hyphens, starting and ending with a letter or digit",
+                driver=self.name,
+            )
         if keyid is not None and not encrypt:
             raise ConfigError("parameter 'keyid' (a KMS key) needs 'encrypt' set to true", driver=self.name)
 

@@ -1,0 +1,109 @@
+"""Reading a distribution configuration: a mapping, YAML text or a file, whole or its ``storage:`` section.
+
+PyYAML is imported only to read YAML (text, files, environment values), so a
+caller passing a mapping needs nothing installed; without it, reading YAML says
+which extra to install.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError
+
+#: Keys distribution keeps in ``storage:`` beside the driver (configuration.go's Storage.Type skips them).
+SIBLINGS = frozenset({"cache", "delete", "redirect", "maintenance", "tag"})
+#: Keys that mark a whole configuration rather than its ``storage:`` section.
+_WHOLE = ("version", "storage")
+
+Source = Mapping[str, Any] | str | os.PathLike[str]
+
+
+def yaml_value(text: str, *, what: str) -> Any:
+    """``text`` parsed as YAML (safe loader); a one-line ConfigError naming ``what`` if it is not YAML."""
+    try:
+        import yaml
+    except ModuleNotFoundError:
+        raise ConfigError(f'reading {what} needs PyYAML, which is not installed: pip install "blobdrivers[config]"') from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # The problem and its position only: the snippet PyYAML would quote may hold a secret.
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{what} is not valid YAML: {problem}{where}") from None
+
+
+def read(source: Source) -> Mapping[str, Any]:
+    """The configuration ``source`` gives, as a mapping (a whole config or a ``storage:`` section).
+
+    A str is YAML text when it holds a line break, or a colon before any slash
+    (``"filesystem: {}"``); any other str, and an ``os.PathLike``, is a file's path.
+    """
+    if isinstance(source, Mapping):
+        return source
+    if isinstance(source, os.PathLike):
+        return _read_file(os.fspath(source))
+    if not isinstance(source, str):
+        raise ConfigError(
+            f"the configuration must be a mapping, YAML text or a file path, not {type(source).__name__}"
+        )
+    if "\n" in source or ":" in source.split("/", 1)[0]:
+        return _mapping(yaml_value(source, what="the configuration text"), "the configuration text")
+    return _read_file(source)
+
+
+def storage_section(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``storage:`` section of a whole configuration, or ``config`` itself when it is one."""
+    if not any(key in config for key in _WHOLE):
+        return dict(config)
+    storage = config.get("storage")
+    if storage is None:
+        raise ConfigError("the configuration has no 'storage' section")
+    if isinstance(storage, str):  # distribution's Storage also unmarshals from a bare driver name
+        return {storage: {}}
+    return dict(_mapping(storage, "the 'storage' section"))
+
+
+def pick_driver(storage: Mapping[str, Any], *, known: list[str]) -> tuple[str, dict[str, Any]]:
+    """The one driver ``storage`` names and its parameters (distribution ignores the sibling keys)."""
+    drivers = sorted(key for key in storage if key not in SIBLINGS)
+    if not drivers:
+        raise ConfigError(
+            f"the storage configuration names no driver; it must name exactly one driver, such as {', '.join(known)}"
+        )
+    if len(drivers) > 1:
+        raise ConfigError(
+            f"the storage configuration names {len(drivers)} drivers ({', '.join(map(repr, drivers))}); "
+            "it must name exactly one driver"
+        )
+    name = drivers[0]
+    params = storage[name]
+    if params is None:
+        return name, {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"the parameters of driver {name!r} must be a mapping", driver=name)
+    return name, dict(params)
+
+
+def _read_file(path: str) -> Mapping[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path!r}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the configuration file {path!r} is not UTF-8 text") from None
+    what = f"the configuration file {path!r}"
+    return _mapping(yaml_value(text, what=what), what)
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what} must be a mapping, not {type(value).__name__}")
+    return value
