@@ -26,7 +26,9 @@ def yaml_value(text: str, *, what: str) -> Any:
     try:
         import yaml
     except ModuleNotFoundError:
-        raise ConfigError(f'reading {what} needs PyYAML, which is not installed: pip install "blobdrivers[config]"') from None
+        raise ConfigError(
+            f'reading {what} needs PyYAML, which is not installed: pip install "blobdrivers[config]"'
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -48,9 +50,7 @@ def read(source: Source) -> Mapping[str, Any]:
     if isinstance(source, os.PathLike):
         return _read_file(os.fspath(source))
     if not isinstance(source, str):
-        raise ConfigError(
-            f"the configuration must be a mapping, YAML text or a file path, not {type(source).__name__}"
-        )
+        raise ConfigError(f"the configuration must be a mapping, YAML text or a file path, not {type(source).__name__}")
     if "\n" in source or ":" in source.split("/", 1)[0]:
         return _mapping(yaml_value(source, what="the configuration text"), "the configuration text")
     return _read_file(source)
@@ -94,7 +94,9 @@ def _read_file(path: str) -> Mapping[str, Any]:
         with open(path, encoding="utf-8") as file:
             text = file.read()
     except OSError as exc:
-        raise ConfigError(f"cannot read the configuration file {path!r}: {exc.strerror or type(exc).__name__}") from None
+        raise ConfigError(
+            f"cannot read the configuration file {path!r}: {exc.strerror or type(exc).__name__}"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"the configuration file {path!r} is not UTF-8 text") from None
     what = f"the configuration file {path!r}"

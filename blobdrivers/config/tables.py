@@ -62,7 +62,7 @@ S3 = (
     Param("bucket", "the bucket (must exist)"),
     Param("encrypt", "server-side encryption: SSE-KMS with keyid, else SSE-S3 (AES256)", default=False),
     Param("keyid", "the KMS key of SSE-KMS; needs encrypt: true"),
-    Param("secure", "HTTPS (false: HTTP) for an endpoint given without a scheme", default=True),
+    Param("secure", "HTTPS (false: HTTP); a regionendpoint's own scheme wins", default=True),
     Param("skipverify", "no TLS certificate verification (logs a warning)", default=False),
     _ignored("v4auth", "every request is signed with Signature Version 4", quiet=(True, "true")),
     Param("chunksize", "the part size of multipart uploads", default=10 * 1024 * 1024),
@@ -82,7 +82,8 @@ S3 = (
         quiet=(False, "false"),
     ),
     _ignored(
-        "accelerate", "transfer acceleration is not selected here; give its endpoint as regionendpoint",
+        "accelerate",
+        "transfer acceleration is not selected here; give its endpoint as regionendpoint",
         quiet=(False, "false"),
     ),
     Param("objectacl", "the canned ACL of every object written", default="private"),
