@@ -15,7 +15,6 @@ import pytest
 import blobdrivers
 from blobdrivers.config import tables
 from blobdrivers.errors import ConfigError
-
 from tests.servers.google_auth import service_account
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
