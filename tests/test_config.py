@@ -260,6 +260,7 @@ def test_whole_config_as_text_file_path_and_mapping(tmp_path: Path) -> None:
     assert mapping["storage"]["filesystem"] == {"rootdirectory": str(tmp_path / "store")}  # not changed
     assert blobdrivers.from_config("filesystem: {}", env={}).root == "/var/lib/registry"  # type: ignore[attr-defined]
     assert blobdrivers.from_config({"version": "0.1", "storage": "inmemory"}, env={}).name == "inmemory"
+    assert blobdrivers.from_config("version: 0.1", env={"REGISTRY_STORAGE": "inmemory"}).name == "inmemory"
 
 
 def test_env_overrides_as_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -299,8 +300,9 @@ def test_env_overrides_as_distribution(tmp_path: Path, monkeypatch: pytest.Monke
 def test_create_and_from_url_keep_the_library_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert blobdrivers.create("filesystem").root == str(tmp_path / "blobdrivers")  # type: ignore[attr-defined]
-    s3: Any = blobdrivers.create("s3", {"bucket": "bucketname"})
-    assert not s3.connection.forcepathstyle
+    gcs = {"bucket": "bucketname", "endpoint": "http://127.0.0.1:1"}
+    assert blobdrivers.create("gcs", gcs).chunk_size == 16 * 1024 * 1024
+    assert blobdrivers.from_config({"gcs": gcs}, env={}).chunk_size == 5242880
     with pytest.raises(ConfigError, match=r"unknown parameter.*'maxthreads'"):
         blobdrivers.create("filesystem", {"maxthreads": 100})
 

@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import ConfigError
 from . import environ, source
 from .source import Source
 from .tables import NO_DEFAULT, PRECEDENCE, TABLES, Param
@@ -33,8 +34,10 @@ def driver_params(config: Source, *, env: Mapping[str, str] | None = None) -> tu
     a file that cannot be read, text that is not YAML, and a section naming no
     driver or more than one.
     """
-    storage = source.storage_section(source.read(config))
-    storage = environ.apply(storage, os.environ if env is None else env)
+    section = source.storage_section(source.read(config))
+    storage = environ.apply(section or {}, os.environ if env is None else env)
+    if section is None and not storage:  # the environment may give the whole section, as in distribution
+        raise ConfigError("the configuration has no 'storage' section")
     name, params = source.pick_driver(storage, known=sorted(set(TABLES) - {"s3aws"}))
     table = TABLES.get(name)
     if table is None:  # a third-party driver: its parameters are its own

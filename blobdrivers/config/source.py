@@ -56,13 +56,13 @@ def read(source: Source) -> Mapping[str, Any]:
     return _read_file(source)
 
 
-def storage_section(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``storage:`` section of a whole configuration, or ``config`` itself when it is one."""
+def storage_section(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``storage:`` section of a whole configuration (``None`` if it has none), or ``config`` itself."""
     if not any(key in config for key in _WHOLE):
         return dict(config)
     storage = config.get("storage")
     if storage is None:
-        raise ConfigError("the configuration has no 'storage' section")
+        return None
     if isinstance(storage, str):  # distribution's Storage also unmarshals from a bare driver name
         return {storage: {}}
     return dict(_mapping(storage, "the 'storage' section"))

@@ -58,7 +58,7 @@ S3 = (
     Param("secretkey", "the secret access key, given with accesskey"),
     Param("region", "the bucket's region (optional here: boto3's configured region, else us-east-1)"),
     Param("regionendpoint", "the endpoint URL of an S3-compatible service"),
-    Param("forcepathstyle", "path-style addressing (bucket in the path, not the host name)", default=True),
+    Param("forcepathstyle", "path-style addressing (bucket in the path, not the host name)", default=False),
     Param("bucket", "the bucket (must exist)"),
     Param("encrypt", "server-side encryption: SSE-KMS with keyid, else SSE-S3 (AES256)", default=False),
     Param("keyid", "the KMS key of SSE-KMS; needs encrypt: true"),
