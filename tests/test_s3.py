@@ -756,7 +756,7 @@ def test_presigned_get_head_put(s3: S3Driver) -> None:
     ],
 )
 def test_bad_parameters_raise_config_error(extra: dict[str, Any], parameter: str) -> None:
-    params = {"bucket": "b", "accesskey": "AKIDEXAMPLE", "secretkey": "very-secret-value", **extra}
+    params = {"bucket": "bkt", "accesskey": "AKIDEXAMPLE", "secretkey": "very-secret-value", **extra}
     params = {key: value for key, value in params.items() if value is not None}
     with pytest.raises(ConfigError) as caught:
         S3Driver(**params)
@@ -765,15 +765,15 @@ def test_bad_parameters_raise_config_error(extra: dict[str, Any], parameter: str
 
 
 def test_retries_forms() -> None:
-    assert S3Driver(bucket="b", retries=3).retry_attempts == 3
+    assert S3Driver(bucket="bkt", retries=3).retry_attempts == 3
     assert (
-        S3Driver(bucket="b", retries="adaptive:7").retry_mode,
-        S3Driver(bucket="b", retries="9").retry_attempts,
+        S3Driver(bucket="bkt", retries="adaptive:7").retry_mode,
+        S3Driver(bucket="bkt", retries="9").retry_attempts,
     ) == (
         "adaptive",
         9,
     )
-    driver = S3Driver(bucket="b", retries={"mode": "legacy", "max_attempts": 2})
+    driver = S3Driver(bucket="bkt", retries={"mode": "legacy", "max_attempts": 2})
     assert (driver.retry_mode, driver.retry_attempts) == ("legacy", 2)
     config = driver.client.meta.config
     assert config.retries["mode"] == "legacy"
