@@ -54,10 +54,16 @@ class Params:
         return ConfigError(f"invalid value {shown} for parameter {key!r}: {allowed}", driver=self._driver)
 
     def string(self, name: str, default: str | None = None, *, aliases: tuple[str, ...] = ()) -> str | None:
-        """A string parameter, or ``default`` when absent or empty."""
+        """A string parameter, or ``default`` when absent or empty.
+
+        An integer is taken as its digits, as distribution takes any scalar: YAML reads an
+        unquoted ``bucket: 2024`` or a numeric ``REGISTRY_STORAGE_S3_ACCESSKEY`` as a number.
+        """
         key, value = self._lookup(name, aliases)
         if value is None:
             return default
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
         if not isinstance(value, str):
             raise self._fail(key, value, "expected a string")
         return value

@@ -269,6 +269,8 @@ def test_env_overrides_as_distribution(tmp_path: Path, monkeypatch: pytest.Monke
     driver: Any = blobdrivers.from_config(s3, env=env)
     assert driver.region == "eu-west-1" and driver.connection.forcepathstyle is False  # YAML values: a boolean
     assert s3["s3"]["region"] == "us-east-1"
+    # A value YAML reads as a number is still a string parameter's value, as in distribution.
+    assert blobdrivers.from_config(s3, env={"REGISTRY_STORAGE_S3_BUCKET": "2024"}).bucket == "2024"  # type: ignore[attr-defined]
     # REGISTRY_STORAGE sorts first: it replaces the section, then the variables below it apply.
     env = {"REGISTRY_STORAGE": "filesystem", "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path)}
     driver = blobdrivers.from_config(s3, env=env)

@@ -125,7 +125,7 @@ def test_params_types_and_errors() -> None:
 
 
 def test_params_aliases_and_secrets() -> None:
-    p = Params("t", {"endpoint_url": "http://x", "secretkey": 12345}, secrets={"secretkey"})
+    p = Params("t", {"endpoint_url": "http://x", "secretkey": [12345]}, secrets={"secretkey"})
     assert p.string("regionendpoint", aliases=("endpoint_url",)) == "http://x"
     with pytest.raises(ConfigError) as caught:
         p.string("secretkey")

@@ -47,7 +47,7 @@ def driver_params(config: Source, *, env: Mapping[str, str] | None = None) -> tu
 
 def _as_here(driver: str, params: dict[str, Any], table: tuple[Param, ...]) -> dict[str, Any]:
     for rule in PRECEDENCE.get(driver, ()):
-        if _given(params.get(rule.winner)) and rule.loser in params:
+        if _given(params.get(rule.winner)) and _given(params.get(rule.loser)):
             del params[rule.loser]
             log.warning(
                 "storage driver %r: parameter %r is ignored: %r is given, and distribution then does not read it",
@@ -59,7 +59,7 @@ def _as_here(driver: str, params: dict[str, Any], table: tuple[Param, ...]) -> d
         if param.ignored:
             if param.name in params:
                 value = params.pop(param.name)
-                if value not in param.quiet:
+                if _given(value) and value not in param.quiet:
                     log.warning("storage driver %r: parameter %r is ignored: %s", driver, param.name, param.here)
         elif param.default is not NO_DEFAULT and not _given(params.get(param.name)):
             params[param.name] = param.default
