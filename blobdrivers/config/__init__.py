@@ -59,7 +59,7 @@ def _as_here(driver: str, params: dict[str, Any], table: tuple[Param, ...]) -> d
         if param.ignored:
             if param.name in params:
                 value = params.pop(param.name)
-                if _given(value) and value not in param.quiet:
+                if _given(value) and str(value).strip().lower() not in param.quiet:
                     log.warning("storage driver %r: parameter %r is ignored: %s", driver, param.name, param.here)
         elif param.default is not NO_DEFAULT and not _given(params.get(param.name)):
             params[param.name] = param.default

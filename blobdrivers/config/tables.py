@@ -23,15 +23,15 @@ NO_DEFAULT: Any = None
 class Param:
     """One documented parameter: what it does here, or why it is ignored.
 
-    ``quiet`` lists values of an ignored parameter that ask for what this library
-    does anyway (``v4auth: true``): they are dropped without a warning.
+    ``quiet`` lists values (as lower-case text) of an ignored parameter that ask for
+    what this library does anyway (``v4auth: true``): they are dropped without a warning.
     """
 
     name: str
     here: str
     ignored: bool = False
     default: Any = NO_DEFAULT
-    quiet: tuple[Any, ...] = ()
+    quiet: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Precedence:
     loser: str
 
 
-def _ignored(name: str, why: str, *, quiet: tuple[Any, ...] = ()) -> Param:
+def _ignored(name: str, why: str, *, quiet: tuple[str, ...] = ()) -> Param:
     return Param(name, why, ignored=True, quiet=quiet)
 
 
@@ -64,7 +64,7 @@ S3 = (
     Param("keyid", "the KMS key of SSE-KMS; needs encrypt: true"),
     Param("secure", "HTTPS (false: HTTP); a regionendpoint's own scheme wins", default=True),
     Param("skipverify", "no TLS certificate verification (logs a warning)", default=False),
-    _ignored("v4auth", "every request is signed with Signature Version 4", quiet=(True, "true")),
+    _ignored("v4auth", "every request is signed with Signature Version 4", quiet=("true",)),
     Param("chunksize", "the part size of multipart uploads", default=10 * 1024 * 1024),
     Param("multipartcopychunksize", "the part size of multipart copies", default=32 * 1024 * 1024),
     _ignored("multipartcopymaxconcurrency", "copies run maxconcurrency parts at a time (default 8)"),
@@ -79,12 +79,12 @@ S3 = (
     _ignored(
         "usedualstack",
         "dual-stack endpoints are not selected here; set AWS_USE_DUALSTACK_ENDPOINT=true for boto3",
-        quiet=(False, "false"),
+        quiet=("false",),
     ),
     _ignored(
         "accelerate",
         "transfer acceleration is not selected here; give its endpoint as regionendpoint",
-        quiet=(False, "false"),
+        quiet=("false",),
     ),
     Param("objectacl", "the canned ACL of every object written", default="private"),
     _ignored(
