@@ -154,12 +154,22 @@ def test_s3_example(no_network: None, caplog: pytest.LogCaptureFixture) -> None:
     assert driver.connection.forcepathstyle and driver.chunk_size == 5242880
     assert driver.write_args["SSEKMSKeyId"] == "mykeyid"
     warned = _warnings(caplog)
-    # accelerate: false, usedualstack: false and v4auth: true ask for what the driver does anyway.
+    # v4auth: true asks for what the driver does anyway: no warning.
     assert [re.search(r"parameter '(\w+)'", m).group(1) for m in warned] == [  # type: ignore[union-attr]
         "multipartcopymaxconcurrency",
         "loglevel",
     ]
     assert not any("awssecretkey" in m for m in warned)
+
+
+def test_s3_acceleration_and_dual_stack_are_honoured(no_network: None) -> None:
+    params = {"bucket": "bucketname", "region": "us-west-1", "accesskey": "a", "secretkey": "b"}
+    for flag, host in (("accelerate", "bucketname.s3-accelerate.amazonaws.com"), ("usedualstack", "dualstack")):
+        driver: Any = blobdrivers.from_config({"s3": {**params, flag: "true"}}, env={})
+        client = driver.connection.client(pool_size=1, retry_mode="standard", attempts=1)
+        assert host in client.generate_presigned_url("get_object", Params={"Bucket": "bucketname", "Key": "k"})
+    with pytest.raises(ConfigError, match="'accelerate' cannot be combined with 'regionendpoint'"):
+        blobdrivers.create("s3", {**params, "accelerate": True, "regionendpoint": "http://myobjects.local"})
 
 
 def test_azure_example(no_network: None, caplog: pytest.LogCaptureFixture) -> None:

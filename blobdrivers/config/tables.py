@@ -76,16 +76,8 @@ S3 = (
     Param("rootdirectory", "the key prefix of the store in the bucket", default=""),
     Param("storageclass", "the storage class of every object written", default="STANDARD"),
     Param("useragent", "appended to the User-Agent header of every request"),
-    _ignored(
-        "usedualstack",
-        "dual-stack endpoints are not selected here; set AWS_USE_DUALSTACK_ENDPOINT=true for boto3",
-        quiet=("false",),
-    ),
-    _ignored(
-        "accelerate",
-        "transfer acceleration is not selected here; give its endpoint as regionendpoint",
-        quiet=("false",),
-    ),
+    Param("usedualstack", "AWS's dual-stack (IPv4 and IPv6) endpoints", default=False),
+    Param("accelerate", "AWS's transfer-acceleration endpoint (not with regionendpoint)"),
     Param("objectacl", "the canned ACL of every object written", default="private"),
     _ignored(
         "loglevel",

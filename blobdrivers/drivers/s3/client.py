@@ -54,6 +54,9 @@ class Connection:
     verify: bool
     forcepathstyle: bool
     useragent: str | None
+    #: AWS's transfer-acceleration and dual-stack (IPv6) endpoints (``accelerate``, ``usedualstack``).
+    accelerate: bool
+    dualstack: bool
     # Credentials never show in a repr (a debugger's, a log's, a traceback's locals).
     accesskey: str | None = field(repr=False)
     secretkey: str | None = field(repr=False)
@@ -77,6 +80,11 @@ class Connection:
         forcepathstyle = reader.boolean("forcepathstyle", False)
         skipverify = reader.boolean("skipverify", False)
         useragent = reader.string("useragent")
+        accelerate = reader.boolean("accelerate", False)
+        dualstack = reader.boolean("usedualstack", False)
+        if accelerate and endpoint is not None:
+            # botocore would fail every request: acceleration is an AWS endpoint of its own.
+            raise ConfigError("parameter 'accelerate' cannot be combined with 'regionendpoint'", driver=driver)
         if (accesskey is None) != (secretkey is None):
             raise ConfigError("parameters 'accesskey' and 'secretkey' must be given together", driver=driver)
         if sessiontoken is not None and accesskey is None:
@@ -90,6 +98,8 @@ class Connection:
             verify,
             forcepathstyle,
             useragent,
+            accelerate,
+            dualstack,
             accesskey,
             secretkey,
             sessiontoken,
@@ -112,7 +122,11 @@ class Connection:
             signature_version="s3v4",
             retries={"mode": retry_mode, "total_max_attempts": attempts},
             max_pool_connections=pool_size,
-            s3={"addressing_style": "path" if self.forcepathstyle else "auto"},
+            s3={
+                "addressing_style": "path" if self.forcepathstyle else "auto",
+                "use_accelerate_endpoint": self.accelerate,
+                "use_dualstack_endpoint": self.dualstack,
+            },
             user_agent_extra=self.useragent,
             # Checksums only where S3 demands them (as distribution): TLS protects transfers,
             # and a registry verifies content digests itself.
