@@ -101,9 +101,10 @@ AZURE = (
     Param("serviceurl", "the blob service URL (default https://ACCOUNT.blob.REALM)"),
     _ignored(
         "copy_status_poll_max_retry",
-        "server-side copies are polled under the driver's retry policy (retries)",
+        "copies are synchronous (Copy Blob From URL, Put Block From URL); the asynchronous fallback is "
+        "polled until it ends (at most an hour), not a number of times",
     ),
-    _ignored("copy_status_poll_delay", "server-side copies are polled with the driver's own backoff"),
+    _ignored("copy_status_poll_delay", "the asynchronous copy fallback polls with its own backoff (50 ms to 2 s)"),
     _ignored("max_retries", "requests get retries attempts here (default 5, the first included); set retries"),
     _ignored("retry_delay", "the backoff between attempts is the driver's own (exponential, with jitter)"),
     _ignored("max_retry_delay", "the backoff between attempts is the driver's own (exponential, with jitter)"),
