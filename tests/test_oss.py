@@ -725,7 +725,7 @@ def test_config_errors_name_the_parameter(change: dict[str, Any], parameter: str
 
 def test_a_bad_secret_value_is_hidden_in_the_error() -> None:
     with pytest.raises(ConfigError) as caught:
-        OSSDriver(bucket="b-1", endpoint="http://127.0.0.1:1", accesskeyid="ak", accesskeysecret=12345678)
+        OSSDriver(bucket="b-1", endpoint="http://127.0.0.1:1", accesskeyid="ak", accesskeysecret=[12345678])
     assert "accesskeysecret" in str(caught.value) and "12345678" not in str(caught.value)
 
 
