@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 
@@ -62,12 +63,29 @@ def parse_location(text: str) -> StoreLocation:
 
 
 def parse_endpoint(text: str) -> Endpoint:
-    """A ``cp``/``mv`` argument: a location (``URL#PATH`` or ``/PATH``), ``-``, or a local file."""
+    """A ``cp``/``mv`` argument: a store location, ``-`` (stdin/stdout) or a local file.
+
+    ``URL#PATH`` (anything containing ``://``) is a location, ``-`` is stdin/stdout,
+    ``~``, ``./``, ``../`` and other relative paths are local files. A bare ``/PATH`` is a
+    path in the default store only while its first component does not exist on this
+    machine: ``/tmp/out`` could mean either, so it is a :class:`UsageError` naming
+    both spellings rather than a guess that writes into the default store.
+    """
     if text == "-":
         return LocalFile("-")
-    if "://" in text or text.startswith("/"):
+    if "://" in text:
         return parse_location(text)
-    return LocalFile(text)
+    if text.startswith("~"):
+        return LocalFile(os.path.expanduser(text))
+    if not text.startswith("/"):
+        return LocalFile(text)
+    top = "/" + text.lstrip("/").split("/", 1)[0]
+    if os.path.lexists(top):
+        raise UsageError(
+            f"{text!r} is ambiguous: {top} exists on this machine, but a bare /PATH is a path in the default store;"
+            f" write {os.path.relpath(text)!r} for the local path, or URL#{text} for the store"
+        )
+    return StoreLocation(None, text)
 
 
 def logical_path(location: StoreLocation, *, allow_root: bool) -> str:
