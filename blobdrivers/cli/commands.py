@@ -27,7 +27,7 @@ from .locations import (
     report_error,
     write_conditions,
 )
-from .transfers import move_within, transfer
+from .transfers import basename, move_within, transfer
 
 
 def _time(moment: datetime) -> str:
@@ -162,10 +162,17 @@ def cmd_stat(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
-    """Download a file to a local file, a local directory or stdout."""
+    """Download a file to a local file, a local directory or stdout; ``-r`` a directory's files into a folder.
+
+    Without DEST a file goes into the current directory and a directory into a
+    folder of its own name there (the root of a store: the current directory).
+    """
     src = parse_location(args.location)
-    logical_path(src, allow_root=False)  # a usage error for a bare URL or the root, before any request
-    transfer(ctx, src, LocalFile(args.dest), recursive=False, conditions=WriteConditions())
+    path = logical_path(src, allow_root=args.recursive)  # a bare URL or the root only with -r, before any request
+    dest = args.dest
+    if dest is None:
+        dest = basename(path) if args.recursive and path != "/" else "."
+    transfer(ctx, src, LocalFile(dest), recursive=args.recursive, conditions=WriteConditions())
     return 0
 
 

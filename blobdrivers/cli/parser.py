@@ -157,13 +157,19 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         "get",
         cmd_get,
         "Download a file to a local file (written atomically), into a local directory, or to stdout ('-').",
-        LOCATION_HELP + "\n\nexamples:\n"
+        LOCATION_HELP + "\n\n"
+        "DEST is always on the local machine. With -r a directory's files are written below\n"
+        "DEST (DEST/relative/path); without DEST into ./NAME, NAME being the directory's name.\n\n"
+        "examples:\n"
         "  blobdrivers get /docs/a.txt              # ./a.txt\n"
         "  blobdrivers get /docs/a.txt /tmp/b.txt\n"
+        "  blobdrivers get -r /docs                 # ./docs/...\n"
+        "  blobdrivers get -r /docs /tmp/docs-copy\n"
         "  blobdrivers get memory://t#/a - | sha256sum",
     )
-    sub.add_argument("location", metavar="LOCATION", help="the file to download")
-    sub.add_argument("dest", nargs="?", default=".", metavar="DEST", help="local file, directory or - (default: .)")
+    sub.add_argument("location", metavar="LOCATION", help="the file (with -r: directory) to download")
+    sub.add_argument("dest", nargs="?", metavar="DEST", help="local file, directory or - (default: ., with -r ./NAME)")
+    sub.add_argument("-r", "--recursive", action="store_true", help="download the files below a directory")
 
     sub = command(
         "put",
@@ -187,11 +193,13 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         cmd_cp,
         "Copy a file (or with -r a directory tree) between any two stores, local files and stdin/stdout.",
         LOCATION_HELP + "\n\n"
-        "SRC and DST are locations (containing :// or starting with /), local files\n"
-        "(./file, dir/file, file) or '-' for stdin/stdout. Data streams through in bounded\n"
-        "memory; each file is published atomically. A DST ending in '/', the root or an existing\n"
-        "directory receives the file under its own name. With -r a directory's files are copied\n"
-        "below DST (DST/relative/path), between store locations only.\n\n"
+        "SRC and DST are store locations (URL#PATH, or /PATH in the default store), local\n"
+        "files (./file, ../dir/file, dir/file, ~/file) or '-' for stdin/stdout. A /PATH whose\n"
+        "first component exists on this machine (/tmp/x, /home/...) is refused as ambiguous:\n"
+        "write it relative for the local file or URL#/PATH for the store. Data streams through\n"
+        "in bounded memory; each file is published atomically. A DST ending in '/', the root or\n"
+        "an existing directory receives the file under its own name. With -r a store\n"
+        "directory's files are copied below DST (DST/relative/path), a store or local folder.\n\n"
         "examples:\n"
         "  blobdrivers cp /docs/a.txt /archive/a.txt\n"
         "  blobdrivers cp file:///srv/a#/docs/a.txt 's3://bucket/b?region=eu-west-1#/docs/'\n"

@@ -151,7 +151,7 @@ class AzureDriver(StorageDriver):
         return self._logical("/" + blob.blob_name)
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
-        return translate(exc, path, self._container)
+        return translate(exc, path, self._container, self._auth.account_url)
 
     def store_identity(self) -> str:
         """``azure://endpoint=…&container=…``: the account's blob endpoint, however the account was given.

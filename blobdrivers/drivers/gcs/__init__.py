@@ -398,7 +398,7 @@ class GCSDriver(StorageDriver):
         return url
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
-        return translate(exc, path, bucket=self.bucket, bucket_exists=self._api.bucket_exists)
+        return translate(exc, path, bucket=self.bucket, bucket_exists=self._api.bucket_exists, endpoint=self.endpoint)
 
     # ------------------------------------------------------------------ writer
 

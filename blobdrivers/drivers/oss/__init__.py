@@ -260,7 +260,7 @@ class OSSDriver(StorageDriver):
         return LOG_REDACTOR.redact(super().redact(text))
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
-        return translate(exc, path, self.bucket)
+        return translate(exc, path, self.bucket, self.endpoint)
 
 
 def _timestamp(value: Any) -> datetime:

@@ -293,7 +293,7 @@ class S3Driver(StorageDriver):
         return url
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
-        return translate(exc, path, self.bucket)
+        return translate(exc, path, self.bucket, self.endpoint)
 
     # ------------------------------------------------------------------ a missing bucket
 
