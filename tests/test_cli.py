@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -12,14 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 import blobdrivers
-from blobdrivers import cli, factory
+from blobdrivers import cli, factory, paths
 from blobdrivers.cli.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
-from blobdrivers.errors import StorageError
+from blobdrivers.driver import StorageDriver
+from blobdrivers.errors import ConfigError, InvalidPathError, StorageError
 from blobdrivers.testing.helpers import payload
 
 COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync"]
@@ -442,8 +447,8 @@ def test_cp_recursive(capsys: pytest.CaptureFixture[str], tree: str, fs: str) ->
     assert copied == ["/a.txt", "/copy/b.txt", "/copy/e/c.txt", "/d/b.txt", "/d/e/c.txt", "/dz"]
     code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", f"{tree}#/d/inside")
     assert code == 1 and "into itself" in err
-    code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", "./local-dir")
-    assert code == 1 and "store location" in err
+    code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", "-")
+    assert code == 1 and "cannot be written to stdout" in err
 
 
 def test_cp_usage_errors(capsys: pytest.CaptureFixture[str], tree: str) -> None:
@@ -755,3 +760,136 @@ def test_cleanup_removes_old_staging_leftovers_only(capsys: pytest.CaptureFixtur
 def test_cleanup_refuses_stores_without_staging(capsys: pytest.CaptureFixture[str], mem: str) -> None:
     code, _, err = run(capsys, "cleanup", mem)
     assert code == 1 and "file://" in err
+
+
+# ---------------------------------------------------------------------- traps (issue 15)
+
+
+def test_a_path_error_points_at_the_character_and_suggests_a_valid_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mem: str
+) -> None:
+    code, _, err = run(capsys, "put", local(tmp_path, "my file.txt", b"x"), f"{mem}#/docs/")
+    assert code == 1
+    assert err == (
+        "blobdrivers: error: inmemory: invalid path '/docs/my file.txt': ' ' at position 8 is not allowed "
+        "(path components are [A-Za-z0-9._-]); try '/docs/my-file.txt'\n"
+    )
+    for bad, defect in [
+        ("docs/a", "must start with '/'"),
+        ("/a/", "a trailing '/'"),
+        ("/a//b", "an empty component ('//') at position 3"),
+        ("/a/../b", "a '..' component at position 3"),
+        ("/café", "'é' at position 4"),
+    ]:
+        with pytest.raises(InvalidPathError, match="^invalid path ") as caught:
+            paths.validate(bad)
+        assert defect in str(caught.value) and "\n" not in str(caught.value)
+    assert "try '/b'" in str(pytest.raises(InvalidPathError, paths.validate, "/a/../b").value)
+    assert "try '/cafe'" in str(pytest.raises(InvalidPathError, paths.validate, "/café").value)
+    with pytest.raises(ConfigError, match=r"' ' at position 2 .*; try '/a-b'"):
+        paths.normalize_root("a b")
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(st.text(alphabet=st.sampled_from("ab./-_ ~é\n\t%中\x00:"), max_size=12))
+def test_every_suggested_path_is_valid(text: str) -> None:
+    if paths.is_valid(text, allow_root=True):
+        return
+    with pytest.raises(InvalidPathError) as caught:
+        paths.validate(text)
+    message = str(caught.value)
+    assert "\n" not in message
+    suggestion = paths.suggest(text)
+    if suggestion is not None:
+        assert paths.validate(suggestion) == suggestion
+        assert message.endswith(f"; try {suggestion!r}")
+    else:
+        assert "; try" not in message
+    if any(part not in ("", ".", "..") for part in text.split("/")):
+        assert suggestion is not None  # anything with a name left gets a suggestion
+
+
+def test_cp_r_and_get_r_download_a_directory_to_a_local_folder(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str
+) -> None:
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    expected = {"b.txt": b"bb", "e/c.txt": b"c"}
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "cp", "-r", f"{tree}#/d", "./copied") == (0, "", "")
+    assert files(tmp_path / "copied") == expected
+    assert run(capsys, "get", "-r", f"{tree}#/d", str(tmp_path / "got")) == (0, "", "")
+    assert files(tmp_path / "got") == expected
+    assert run(capsys, "get", "-r", f"{tree}#/d") == (0, "", "")  # into ./d
+    assert files(tmp_path / "d") == expected
+    assert run(capsys, "mv", f"{tree}#/d", "moved") == (0, "", "")
+    assert files(tmp_path / "moved") == expected and run(capsys, "ls", tree)[1].splitlines() == ["/a.txt", "/dz"]
+    code, _, err = run(capsys, "get", f"{tree}#/dz", "-")
+    assert code == 0
+    assert run(capsys, "get", "-r", f"{tree}#/nope")[0] == 1
+
+
+def test_an_absolute_local_folder_is_never_read_as_the_default_store(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tree: str
+) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", str(target))
+    assert code == 2 and err.count("\n") == 1
+    top = "/" + str(target).lstrip("/").split("/")[0]
+    assert f"'{target}' is ambiguous: {top} exists on this machine" in err
+    assert f"URL#{target}" in err
+    assert list(target.iterdir()) == []
+    default_root = tmp_path / "xdg" / "blobdrivers"
+    assert not default_root.exists()  # nothing written into the default store
+    assert cli.parse_endpoint("~/x") == cli.LocalFile(os.path.expanduser("~/x"))
+    assert cli.parse_endpoint("/no-such-top-dir-anywhere/x") == cli.StoreLocation(None, "/no-such-top-dir-anywhere/x")
+
+
+def test_local_errors_name_the_target_not_a_temporary_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str, fs: str
+) -> None:
+    missing = tmp_path / "no-such-dir" / "x.bin"
+    code, _, err = run(capsys, "get", f"{tree}#/a.txt", str(missing))
+    assert (code, err) == (1, f"blobdrivers: error: No such file or directory: {missing}\n")
+    assert run(capsys, "put", local(tmp_path, "f", b"data"), f"{fs}#/docs/f")[0] == 0
+
+    def full_disk(self: FilesystemDriver, fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(FilesystemDriver, "_sync_file", full_disk)  # a fault: the disk fills up
+    code, _, err = run(capsys, "put", local(tmp_path, "g", b"more"), f"{fs}#/docs/g")
+    assert (code, err) == (1, "blobdrivers: error: filesystem: /docs/g: No space left on device (ENOSPC)\n")
+
+
+def _closed_port_drivers(url: str) -> list[StorageDriver]:
+    from blobdrivers.drivers.azure import AzureDriver
+    from blobdrivers.drivers.gcs import GCSDriver
+    from blobdrivers.drivers.oss import OSSDriver
+    from blobdrivers.drivers.s3 import S3Driver
+
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    return [
+        S3Driver(bucket="bkt", regionendpoint=url, region="us-east-1", accesskey="AKIDX", secretkey=SECRET, retries=1),
+        AzureDriver(accountname="acct", accountkey=key, container="cont", serviceurl=f"{url}/acct", retries=1),
+        GCSDriver(bucket="bkt", endpoint=url, project="p", retries=1),
+        OSSDriver(bucket="bkt", endpoint=url, accesskeyid="AKIDX", accesskeysecret=SECRET, retries=1),
+    ]
+
+
+SECRET = "s3cr3t-value-never-shown"
+
+
+def test_network_errors_name_the_endpoint() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        for driver in _closed_port_drivers(url):
+            for call in (lambda: driver.stat("/a"), lambda: driver.put("/a", b"x"), lambda: driver.list("/")):
+                with pytest.raises(StorageError) as caught:
+                    call()
+                message = str(caught.value)
+                assert f"cannot connect to endpoint {url} (connection refused)" in message, message
+                assert message.startswith(f"{driver.name}: request for /") and "\n" not in message
+                assert SECRET not in message and "AKIDX" not in message

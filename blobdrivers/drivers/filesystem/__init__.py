@@ -53,7 +53,17 @@ from ...params import MiB, Params
 from ...reader import RangeReader
 from ...transfer import Source
 from ...writer import WriterBackend
-from .files import DIR_FLAGS, closing, copy_fd, copy_source, etag_of, file_info, holds_file, remove_tree
+from .files import (
+    DIR_FLAGS,
+    closing,
+    copy_fd,
+    copy_source,
+    etag_of,
+    file_info,
+    holds_file,
+    local_error,
+    remove_tree,
+)
 from .writer import FileWriter
 
 STAGING = StorageDriver.bookkeeping_dir
@@ -119,7 +129,7 @@ class FilesystemDriver(StorageDriver):
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
             return InvalidPathError(f"invalid path {path!r}: a component is longer than this filesystem stores")
-        return None
+        return local_error(exc, path)
 
     # ------------------------------------------------------------------ resolution
 
