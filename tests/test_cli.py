@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ import pytest
 import blobdrivers
 from blobdrivers import cli, factory, paths
 from blobdrivers.cli.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
+from blobdrivers.driver import StorageDriver
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
-from blobdrivers.driver import StorageDriver
 from blobdrivers.errors import ConfigError, InvalidPathError, StorageError
 from blobdrivers.testing.helpers import payload
 
@@ -781,11 +781,13 @@ def test_a_path_error_points_at_the_character_and_suggests_a_valid_path(
         ("/a/../b", "a '..' component at position 3"),
         ("/café", "'é' at position 4"),
     ]:
-        with pytest.raises(InvalidPathError, match="^invalid path ") as caught:
+        with pytest.raises(InvalidPathError, match=r"^invalid path ") as caught:
             paths.validate(bad)
         assert defect in str(caught.value) and "\n" not in str(caught.value)
-    assert "try '/b'" in str(pytest.raises(InvalidPathError, paths.validate, "/a/../b").value)
-    assert "try '/cafe'" in str(pytest.raises(InvalidPathError, paths.validate, "/café").value)
+    with pytest.raises(InvalidPathError, match=r"; try '/b'$"):
+        paths.validate("/a/../b")  # '..' is read as a shell would
+    with pytest.raises(InvalidPathError, match=r"; try '/cafe'$"):
+        paths.validate("/café")
     with pytest.raises(ConfigError, match=r"' ' at position 2 .*; try '/a-b'"):
         paths.normalize_root("a b")
 
@@ -825,8 +827,6 @@ def test_cp_r_and_get_r_download_a_directory_to_a_local_folder(
     assert files(tmp_path / "d") == expected
     assert run(capsys, "mv", f"{tree}#/d", "moved") == (0, "", "")
     assert files(tmp_path / "moved") == expected and run(capsys, "ls", tree)[1].splitlines() == ["/a.txt", "/dz"]
-    code, _, err = run(capsys, "get", f"{tree}#/dz", "-")
-    assert code == 0
     assert run(capsys, "get", "-r", f"{tree}#/nope")[0] == 1
 
 
@@ -879,6 +879,11 @@ def _closed_port_drivers(url: str) -> list[StorageDriver]:
 
 
 SECRET = "s3cr3t-value-never-shown"
+NETWORK_CALLS: list[Callable[[StorageDriver], object]] = [
+    lambda driver: driver.stat("/a"),
+    lambda driver: driver.put("/a", b"x"),
+    lambda driver: driver.list("/"),
+]
 
 
 def test_network_errors_name_the_endpoint() -> None:
@@ -886,9 +891,9 @@ def test_network_errors_name_the_endpoint() -> None:
         closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
         for driver in _closed_port_drivers(url):
-            for call in (lambda: driver.stat("/a"), lambda: driver.put("/a", b"x"), lambda: driver.list("/")):
+            for call in NETWORK_CALLS:
                 with pytest.raises(StorageError) as caught:
-                    call()
+                    call(driver)
                 message = str(caught.value)
                 assert f"cannot connect to endpoint {url} (connection refused)" in message, message
                 assert message.startswith(f"{driver.name}: request for /") and "\n" not in message
