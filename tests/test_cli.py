@@ -249,7 +249,10 @@ def test_ls_long_and_recursive(capsys: pytest.CaptureFixture[str], tree: str) ->
     assert second.split()[0:2] == ["d", "-"] and second.endswith(" /d/e/")
     assert first.split()[2].endswith("Z")
     code, out, _ = run(capsys, "ls", "-r", tree)
-    assert out.splitlines() == ["/a.txt", "/d/", "/d/b.txt", "/d/e/", "/d/e/c.txt", "/dz"]
+    assert out.splitlines() == ["/a.txt", "/d", "/d/b.txt", "/d/e", "/d/e/c.txt", "/dz"]
+    # ls and ls -r print a directory the same way, plain and long.
+    assert set(run(capsys, "ls", tree)[1].splitlines()) <= set(out.splitlines())
+    assert set(run(capsys, "ls", "-l", tree)[1].splitlines()) <= set(run(capsys, "ls", "-lr", tree)[1].splitlines())
     code, out, _ = run(capsys, "ls", "-lr", f"{tree}#/d")
     assert [line.split()[-1] for line in out.splitlines()] == ["/d/b.txt", "/d/e/", "/d/e/c.txt"]
 
@@ -441,7 +444,7 @@ def test_cp_recursive(capsys: pytest.CaptureFixture[str], tree: str, fs: str) ->
     code, _, err = run(capsys, "cp", f"{tree}#/d", f"{fs}#/d")
     assert code == 1 and "cp -r" in err
     assert run(capsys, "cp", "-r", f"{tree}#/d", f"{fs}#/copy") == (0, "", "")
-    assert run(capsys, "ls", "-r", f"{fs}#/copy")[1].splitlines() == ["/copy/b.txt", "/copy/e/", "/copy/e/c.txt"]
+    assert run(capsys, "ls", "-r", f"{fs}#/copy")[1].splitlines() == ["/copy/b.txt", "/copy/e", "/copy/e/c.txt"]
     assert run(capsys, "cp", "-r", tree, fs)[0] == 0  # a whole store
     copied = [info.path for info in blobdrivers.from_url(fs).walk() if not info.is_dir]
     assert copied == ["/a.txt", "/copy/b.txt", "/copy/e/c.txt", "/d/b.txt", "/d/e/c.txt", "/dz"]
@@ -462,9 +465,9 @@ def test_mv_within_a_store(capsys: pytest.CaptureFixture[str], tree: str) -> Non
     assert run(capsys, "ls", "-r", tree)[1].splitlines() == [
         "/dz",
         "/moved.txt",
-        "/renamed/",
+        "/renamed",
         "/renamed/b.txt",
-        "/renamed/e/",
+        "/renamed/e",
         "/renamed/e/c.txt",
     ]
     assert run(capsys, "mv", f"{tree}#/dz", f"{tree}#/renamed/e")[0] == 0  # into a directory

@@ -52,7 +52,11 @@ __all__ = ["ENV_URL", "LocalFile", "StoreLocation", "build_parser", "main", "par
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Without ``argv`` this process is taken to be the ``blobdrivers`` command, which
+    exits afterwards: writing into any ``memory://`` store then warns that it vanishes.
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser, commands = build_parsers()
     try:
@@ -64,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = bool(getattr(args, "debug", False))
     with _debug_log() if debug else contextlib.nullcontext():
-        return _run(args, debug=debug)
+        return _run(args, debug=debug, one_shot=argv is None)
 
 
-def _run(args: argparse.Namespace, *, debug: bool) -> int:
+def _run(args: argparse.Namespace, *, debug: bool, one_shot: bool) -> int:
     stores: Stores | None = None
     try:
         stores = Stores(args.store or os.environ.get(ENV_URL) or None)
-        return int(args.handler(args, Context(stores, bool(args.quiet))))
+        return int(args.handler(args, Context(stores, bool(args.quiet), one_shot)))
     except UsageError as exc:
         report_error(exc)
         return 2

@@ -50,12 +50,14 @@ def _long_line(info: FileInfo) -> str:
 
 
 def _print_entry(info: FileInfo, *, long: bool, as_json: bool) -> None:
+    # Plain output is the path alone, for ls and ls -r alike (as find(1) prints): marking
+    # directories in a plain ls would cost a stat per child on an object store. -l marks them.
     if as_json:
         print(json.dumps(_info_dict(info)))
     elif long:
         print(_long_line(info))
     else:
-        print(info.path + ("/" if info.is_dir and info.path != "/" else ""))
+        print(info.path)
 
 
 def cmd_drivers(args: argparse.Namespace, ctx: Context) -> int:
@@ -178,21 +180,18 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_put(args: argparse.Namespace, ctx: Context) -> int:
     """Upload a local file or stdin, atomically."""
-    transfer(
-        ctx, LocalFile(args.source), parse_location(args.location), recursive=False, conditions=write_conditions(args)
-    )
+    dst = parse_location(args.location)
+    ctx.warn_if_vanishing(dst)
+    transfer(ctx, LocalFile(args.source), dst, recursive=False, conditions=write_conditions(args))
     return 0
 
 
 def cmd_cp(args: argparse.Namespace, ctx: Context) -> int:
     """Copy between any two stores, local files and stdin/stdout."""
-    transfer(
-        ctx,
-        parse_endpoint(args.src),
-        parse_endpoint(args.dst),
-        recursive=args.recursive,
-        conditions=write_conditions(args),
-    )
+    src, dst = parse_endpoint(args.src), parse_endpoint(args.dst)
+    if isinstance(dst, StoreLocation):
+        ctx.warn_if_vanishing(dst)
+    transfer(ctx, src, dst, recursive=args.recursive, conditions=write_conditions(args))
     return 0
 
 
@@ -202,6 +201,8 @@ def cmd_mv(args: argparse.Namespace, ctx: Context) -> int:
     conditions = write_conditions(args)
     if LocalFile("-") in (src, dst):
         raise UsageError("mv cannot use stdin or stdout ('-'); use cp")
+    if isinstance(dst, StoreLocation):
+        ctx.warn_if_vanishing(dst)
     if isinstance(src, StoreLocation) and isinstance(dst, StoreLocation) and ctx.store(src) is ctx.store(dst):
         move_within(ctx.store(src), logical_path(src, allow_root=True), dst, conditions)
         return 0

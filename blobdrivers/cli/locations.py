@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 
 from .. import factory
 from ..driver import StorageDriver
 from ..errors import StorageError
+from ..redaction import redact_url
 from .progress import Progress, progress_wanted
 
 PROG = "blobdrivers"
@@ -118,6 +120,11 @@ class Stores:
         self._default_url = default_url or None
         self._drivers: dict[str | None, StorageDriver] = {}
 
+    @property
+    def default_url(self) -> str | None:
+        """The default store's URL (``None``: the filesystem driver's default root)."""
+        return self._default_url
+
     def drivers(self) -> list[StorageDriver]:
         """The drivers created so far."""
         return list(self._drivers.values())
@@ -135,10 +142,38 @@ class Stores:
 
 @dataclass
 class Context:
-    """What every command runs with: the stores it opened and whether progress bars are hidden."""
+    """What every command runs with: the stores it opened, whether progress bars are hidden.
+
+    ``one_shot`` is true when this process is the ``blobdrivers`` command itself (it
+    exits after the command), false when a program calls :func:`main` with its own
+    arguments and keeps running.
+    """
 
     stores: Stores
     quiet: bool
+    one_shot: bool = False
+    _warned: set[str] = field(default_factory=set)
+
+    def warn_if_vanishing(self, location: StoreLocation) -> None:
+        """Warn once on stderr when ``location``'s store keeps what is written only in this process's memory.
+
+        A ``memory://`` URL without a name is private to this command; a named one
+        lives as long as the process, so for the one-shot command it too ends now.
+        """
+        driver = self.store(location)
+        if driver.name != "inmemory":
+            return
+        url = location.url or self.stores.default_url or ""
+        private = not urllib.parse.urlsplit(url).netloc
+        if (not private and not self.one_shot) or url in self._warned:
+            return
+        self._warned.add(url)
+        shown = redact_url(url.split("#", 1)[0], set(driver.secret_params))
+        why = "has no name, so it is private to this command" if private else "is held in this process's memory"
+        print(
+            f"{PROG}: warning: the in-memory store {shown} {why}: what is written there is gone when the command ends",
+            file=sys.stderr,
+        )
 
     def progress(self, label: str, total: int | None) -> Progress:
         """A progress bar for one transfer, shown only on a terminal and without ``--quiet``."""

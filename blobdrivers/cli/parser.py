@@ -19,6 +19,7 @@ from .commands import (
     cmd_stat,
     cmd_url,
 )
+from .docs import cmd_help
 from .locations import ENV_URL, PROG, Context
 from .sync import add_sync_parser
 
@@ -68,7 +69,8 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect blob stores and move data between them. Stores are selected by URL.",
-        epilog=LOCATION_HELP + "\n\nRun 'blobdrivers COMMAND --help' for each command. Reference: docs/cli.md",
+        epilog=LOCATION_HELP
+        + "\n\nRun 'blobdrivers COMMAND --help' for each command; 'blobdrivers help cli' for the reference.",
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -131,9 +133,10 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         cmd_ls,
         "List the children of a directory (the root by default); -r lists everything below it.",
         LOCATION_HELP + "\n\n"
-        "Plain output is one path per line. -l adds the type (d or -), the size in bytes and the\n"
-        "modification time (UTC); directories end in '/'. --json prints one JSON object per line\n"
-        "with path, is_dir, size, modified and etag. ls of a file shows that file.\n\n"
+        "Plain output is one path per line, with or without -r. -l adds the type (d or -), the\n"
+        "size in bytes and the modification time (UTC), and ends directories in '/'. --json\n"
+        "prints one JSON object per line with path, is_dir, size, modified and etag. ls of a\n"
+        "file shows that file.\n\n"
         "examples:\n"
         "  blobdrivers ls\n"
         "  blobdrivers ls -l /docs\n"
@@ -276,6 +279,18 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     sub.add_argument("--older-than", type=_age, default=86400, metavar="DURATION", help="minimum age (default 1d)")
 
     subparsers["sync"] = add_sync_parser(commands, parents=[common])
+
+    sub = command(
+        "help",
+        cmd_help,
+        "Print a page of the documentation installed with the package (without TOPIC: the topics).",
+        "examples:\n"
+        "  blobdrivers help               # the topics\n"
+        "  blobdrivers help cli           # this command line, with examples\n"
+        "  blobdrivers help s3 | less",
+        store=False,
+    )
+    sub.add_argument("topic", nargs="?", metavar="TOPIC", help="a topic: cli, contract, configuration, s3, ...")
     return parser, subparsers
 
 
