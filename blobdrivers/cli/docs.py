@@ -50,8 +50,8 @@ def cmd_help(args: argparse.Namespace, ctx: Context) -> int:
         for name, page in pages.items():
             print(f"  {name.ljust(width)}  {title(page)}")
         return 0
-    page = pages.get(args.topic.lower().removesuffix(".md"))
-    if page is None:
+    chosen = pages.get(args.topic.lower().removesuffix(".md"))
+    if chosen is None:
         raise UsageError(f"no help topic {args.topic!r}; topics: {', '.join(pages)}")
-    sys.stdout.write(page.read_text(encoding="utf-8"))
+    sys.stdout.write(chosen.read_text(encoding="utf-8"))
     return 0
