@@ -6,9 +6,11 @@ import errno
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import ConfigError, InvalidPathError, StorageError
 from blobdrivers.testing.helpers import payload
 
-COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync"]
+COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync", "help"]
 MiB = 1024 * 1024
 
 
@@ -810,8 +812,13 @@ def test_every_suggested_path_is_valid(text: str) -> None:
         assert message.endswith(f"; try {suggestion!r}")
     else:
         assert "; try" not in message
-    if any(part not in ("", ".", "..") for part in text.split("/")):
-        assert suggestion is not None  # anything with a name left gets a suggestion
+    names: list[str] = []
+    for part in text.split("/"):  # '..' read as a shell would: it cancels the name before it
+        if part == "..":
+            del names[-1:]
+        elif part not in ("", "."):
+            names.append(part)
+    assert (suggestion is None) == (not names)  # anything with a name left gets a suggestion
 
 
 def test_cp_r_and_get_r_download_a_directory_to_a_local_folder(
@@ -901,3 +908,85 @@ def test_network_errors_name_the_endpoint() -> None:
                 assert f"cannot connect to endpoint {url} (connection refused)" in message, message
                 assert message.startswith(f"{driver.name}: request for /") and "\n" not in message
                 assert SECRET not in message and "AKIDX" not in message
+
+
+def test_help_prints_the_documentation_shipped_in_the_package(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "help")
+    assert code == 0 and "blobdrivers help TOPIC" in out
+    repository_docs = Path(__file__).parent.parent / "docs"
+    pages = sorted(p.stem for p in [*repository_docs.glob("*.md"), *repository_docs.glob("drivers/*.md")])
+    assert sorted(line.split()[0] for line in out.splitlines()[1:]) == pages  # every page is a topic
+    code, out, _ = run(capsys, "help", "cli")
+    assert (code, out) == (0, (repository_docs / "cli.md").read_text(encoding="utf-8"))
+    assert run(capsys, "help", "s3")[1] == (repository_docs / "drivers" / "s3.md").read_text(encoding="utf-8")
+    code, _, err = run(capsys, "help", "nope")
+    assert code == 2 and "no help topic 'nope'; topics: " in err and "cli" in err
+    assert "'blobdrivers help cli'" in run(capsys, "--help")[1]
+    # The wheel carries the pages: package data of blobdrivers/docs, the repository's docs folder.
+    project = tomllib.loads((repository_docs.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert {"docs/*.md", "docs/drivers/*.md"} <= set(project["tool"]["setuptools"]["package-data"]["blobdrivers"])
+    assert (Path(blobdrivers.__file__).parent / "docs").resolve() == repository_docs.resolve()
+
+
+def test_the_readme_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"`blobdrivers ([a-z|]+)`", readme)
+    assert listed is not None
+    parser_commands = set(cli.build_parsers()[1])
+    assert set(listed.group(1).split("|")) == parser_commands == set(COMMANDS)
+
+
+def test_writing_into_a_vanishing_memory_store_warns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mem: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    src = Path(local(tmp_path, "f", b"x")).name
+    assert run(capsys, "put", src, f"{mem}#/a") == (0, "", "")  # main(argv) in a process that goes on: silent
+    code, _, err = run(capsys, "cp", src, "memory://#/a")
+    assert code == 0
+    assert err == (
+        "blobdrivers: warning: the in-memory store memory:// has no name, so it is private to this command: "
+        "what is written there is gone when the command ends\n"
+    )
+    monkeypatch.setattr(sys, "argv", ["blobdrivers", "put", src, f"{mem}#/b"])  # the one-shot command
+    code = cli.main()
+    err = capsys.readouterr().err
+    assert code == 0 and err == (
+        f"blobdrivers: warning: the in-memory store {mem} is held in this process's memory: "
+        "what is written there is gone when the command ends\n"
+    )
+    monkeypatch.setattr(sys, "argv", ["blobdrivers", "cp", f"{mem}#/b", "out"])
+    assert cli.main() == 0
+    assert capsys.readouterr().err == ""  # reading from one does not warn
+
+
+def test_missing_sdk_and_import_errors_print_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(factory._BUILTIN, "fakesdk", ("tests.fake_drivers.missing_sdk:Driver", "fakesdk"))
+    monkeypatch.setattr(factory, "from_url", lambda url: factory.create("fakesdk", {}))
+    code, _, err = run(capsys, "ls", "fakesdk://x")
+    assert code == 1 and err.count("\n") == 1 and 'pip install "blobdrivers[fakesdk]"' in err
+
+    def broken(url: str) -> StorageDriver:
+        raise ImportError("a third-party driver failed to import\n  because of this")
+
+    monkeypatch.setattr(factory, "from_url", broken)
+    code, _, err = run(capsys, "ls", "thirdparty://x")
+    assert (code, err) == (
+        1,
+        "blobdrivers: error: a third-party driver failed to import; because of this\n",
+    )
+
+
+def test_the_demo_runs_on_a_temporary_store(tmp_path: Path) -> None:
+    demo = Path(__file__).parent.parent / "examples" / "demo.py"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    env["PYTHONPATH"] = os.pathsep.join([str(demo.parent.parent), env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, str(demo)], capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "blobdrivers-demo-" in result.stdout
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()  # the default store untouched
+    assert list(tmp_path.iterdir()) == []

@@ -86,7 +86,8 @@ def _run(args: argparse.Namespace, *, debug: bool, one_shot: bool) -> int:
         # The reader of our stdout went away (| head): stop quietly, as cat(1) does.
         _silence_stdout()
         return 141
-    except (StorageError, CommandError, ValueError, OSError) as exc:
+    except (StorageError, CommandError, ValueError, OSError, ImportError) as exc:
+        # ImportError: a third-party driver (entry point) whose own imports fail.
         if debug:
             _print_traceback(exc, stores)
         report_error(exc)

@@ -28,12 +28,17 @@ class CommandError(Exception):
 
 
 def report_error(exc: BaseException) -> None:
-    """Print ``blobdrivers: error: MESSAGE`` for ``exc`` on stderr."""
+    """Print ``blobdrivers: error: MESSAGE`` for ``exc`` on stderr, on one line whatever the message holds."""
     if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.strerror:
         message = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     else:
         message = str(exc) or type(exc).__name__
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by ``; `` (a driver's or SDK's message may span several)."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 @dataclass(frozen=True)
