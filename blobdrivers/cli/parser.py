@@ -280,16 +280,12 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
 
     subparsers["sync"] = add_sync_parser(commands, parents=[common])
 
-    sub = command(
-        "help",
-        cmd_help,
-        "Print a page of the documentation installed with the package (without TOPIC: the topics).",
-        "examples:\n"
-        "  blobdrivers help               # the topics\n"
-        "  blobdrivers help cli           # this command line, with examples\n"
-        "  blobdrivers help s3 | less",
-        store=False,
+    help_epilog = (
+        "The pages are the docs of the installed version (no network, no source checkout).\n\n"
+        "examples:\n  blobdrivers help\n  blobdrivers help cli\n  blobdrivers help s3 | less"
     )
+    summary = "Print a page of the documentation installed with the package (without TOPIC: the topics)."
+    sub = command("help", cmd_help, summary, help_epilog, store=False)
     sub.add_argument("topic", nargs="?", metavar="TOPIC", help="a topic: cli, contract, configuration, s3, ...")
     return parser, subparsers
 
