@@ -49,7 +49,7 @@ def validate(path: str, *, allow_root: bool = False, driver: str | None = None) 
     if is_valid(path, allow_root=allow_root):
         return path
     if not isinstance(path, str):
-        message = f"invalid path: a {type(path).__name__}, not a string"
+        message = f"invalid path: a path is a str, not {type(path).__name__}"
     elif path == ROOT:
         message = "invalid path '/': the root '/' is not allowed here"
     else:
@@ -61,7 +61,7 @@ def validate(path: str, *, allow_root: bool = False, driver: str | None = None) 
 
 
 def explain(path: str) -> str:
-    """What makes the non-root string ``path`` break the path rule: the first defect and its position."""
+    """What makes the non-root string ``path`` break the path rule: the first defect and its 0-based position."""
     if not path.startswith("/"):
         return "a path must start with '/'"
     position = 1
@@ -75,7 +75,7 @@ def explain(path: str) -> str:
         if bad is not None:
             return f"{part[bad]!r} at position {position + bad} is not allowed (path components are {_RULE})"
         position += len(part) + 1
-    return f"path components are {_RULE}"  # unreachable for an invalid path; kept total
+    return "it obeys the path rule"
 
 
 def suggest(path: str) -> str | None:
