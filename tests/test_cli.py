@@ -870,7 +870,10 @@ def test_local_errors_name_the_target_not_a_temporary_file(
 
     monkeypatch.setattr(FilesystemDriver, "_sync_file", full_disk)  # a fault: the disk fills up
     code, _, err = run(capsys, "put", local(tmp_path, "g", b"more"), f"{fs}#/docs/g")
-    assert (code, err) == (1, "blobdrivers: error: filesystem: /docs/g: No space left on device (ENOSPC)\n")
+    assert (code, err) == (
+        1,
+        "blobdrivers: error: filesystem: put /docs/g failed: OSError: [Errno 28] No space left on device\n",
+    )
 
 
 def _closed_port_drivers(url: str) -> list[StorageDriver]:

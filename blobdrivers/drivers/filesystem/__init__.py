@@ -60,8 +60,8 @@ from .files import (
     copy_source,
     etag_of,
     file_info,
+    forget_file_names,
     holds_file,
-    local_error,
     remove_tree,
 )
 from .writer import FileWriter
@@ -129,7 +129,8 @@ class FilesystemDriver(StorageDriver):
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
             return InvalidPathError(f"invalid path {path!r}: a component is longer than this filesystem stores")
-        return local_error(exc, path)
+        forget_file_names(exc)  # the base's message ("put /a failed: OSError: ...") names the caller's path
+        return None
 
     # ------------------------------------------------------------------ resolution
 

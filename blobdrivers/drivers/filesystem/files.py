@@ -11,7 +11,6 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 
 from ... import paths
-from ...errors import StorageError
 from ...listing import FileInfo
 from ...params import MiB
 from ...transfer import Source
@@ -20,17 +19,15 @@ from ...transfer import Source
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def local_error(exc: Exception, path: str) -> StorageError | None:
-    """A failed system call as a one-line error about the caller's ``path``, or ``None`` for the base's default.
+def forget_file_names(exc: Exception) -> None:
+    """Drop the file names a failed system call carries, so that its text is the OS's words alone.
 
-    The OS's words and the errno name, never the file the call named: that may be a
-    staging or parked file of the driver's own, which the caller never asked about.
-    A missing file is left to the base (a :class:`PathNotFoundError` about ``path``).
+    The file a call named may be a staging or parked file of the driver's own, which
+    the caller never asked about; the error the caller sees names the caller's path.
     """
-    if not isinstance(exc, OSError) or isinstance(exc, FileNotFoundError) or exc.errno is None:
-        return None
-    name = errno.errorcode.get(exc.errno, str(exc.errno))
-    return StorageError(f"{path}: {exc.strerror or os.strerror(exc.errno)} ({name})")
+    if isinstance(exc, OSError):
+        # Deleting (not assigning None) unsets them: str() would show "None" otherwise.
+        del exc.filename, exc.filename2
 
 
 def etag_of(result: os.stat_result) -> str:
