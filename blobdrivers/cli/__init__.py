@@ -8,14 +8,17 @@ Locations
     variable ``BLOBDRIVERS_URL``, else the filesystem driver's default root.
 
     ``cp`` and ``mv`` take two locations or local files: an argument containing
-    ``://`` or starting with ``/`` is a location; ``-`` is stdin or stdout; anything
-    else (``./file``, ``dir/file``, ``file``) is a local file.
+    ``://`` is a location; ``-`` is stdin or stdout; ``~/file``, ``./file``,
+    ``dir/file`` and ``file`` are local files; ``/PATH`` is in the default store
+    unless its first component exists on this machine, which is refused as
+    ambiguous (see :func:`.locations.parse_endpoint`).
 
 Exit codes
     0 success, 1 a storage or I/O error (``blobdrivers: error: ...`` on stderr),
     2 a usage error, 130 interrupted. ``conformance`` passes pytest's code through.
 
-The full reference with examples is ``docs/cli.md``. Here: :func:`main` (parse,
+The full reference with examples is ``docs/cli.md`` (``blobdrivers help cli``,
+installed with the package: :mod:`.docs`). Here: :func:`main` (parse,
 run, report errors); :mod:`.parser` (the argument parser), :mod:`.locations`
 (locations, the stores a command opens), :mod:`.commands`, :mod:`.transfers`
 (copies and moves), :mod:`.sync` and :mod:`.progress` (progress bars).
