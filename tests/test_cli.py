@@ -16,6 +16,7 @@ import pytest
 
 import blobdrivers
 from blobdrivers import cli, factory
+from blobdrivers.capabilities import Capability
 from blobdrivers.cli.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
@@ -157,7 +158,8 @@ def test_drivers_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
 def test_drivers_names_the_extra_of_a_missing_sdk(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(factory._BUILTIN, "fakesdk", ("tests.fake_drivers.missing_sdk:Driver", "fakesdk"))
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # the registration ends with the test
+    blobdrivers.register("fakesdk", "tests.fake_drivers.missing_sdk:Driver", sdk="fake-sdk", extra="fakesdk")
     code, out, _ = run(capsys, "drivers")
     assert code == 0
     line = next(line for line in out.splitlines() if line.startswith("fakesdk"))
@@ -544,6 +546,12 @@ class _UrlDriver(InMemoryDriver):
     """An in-memory store with fake URLs and a secret, to test url and redaction."""
 
     name = "urltest"
+    url_schemes = ("urltest",)
+    url_host_param = "name"
+    declared_capabilities = InMemoryDriver.declared_capabilities | {
+        Capability.SIGNED_READ_URLS,
+        Capability.SIGNED_PUT_URLS,
+    }
     secret_params = frozenset({"token"})
     max_url_expiry = 3600
 
@@ -562,7 +570,6 @@ class _UrlDriver(InMemoryDriver):
 
 @pytest.fixture
 def urltest(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(factory._SCHEMES, "urltest", ("urltest", "name"))
     blobdrivers.register("urltest", _UrlDriver)
     yield f"urltest://cli-{uuid.uuid4().hex}?token=TOPSECRET42"
     factory._registry.pop("urltest", None)

@@ -39,10 +39,11 @@ from azure.storage.blob import (
 )
 
 from ... import paths
+from ...capabilities import Capability
 from ...clients import ProcessLocal, tls_verify
 from ...conditions import Conditions
 from ...driver import StorageDriver
-from ...errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError, UnsupportedMethodError
+from ...errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
 from ...listing import FileInfo, visible_children, walk_flat
 from ...params import KiB, MiB, Params
 from ...reader import RangeReader
@@ -72,6 +73,19 @@ class AzureDriver(StorageDriver):
     """Azure Blob Storage (BlockBlobs only); see ``docs/drivers/azure.md`` for the parameters."""
 
     name = "azure"
+    url_schemes = ("azure",)
+    url_host_param = "container"
+    declared_capabilities = frozenset(
+        {
+            Capability.SIGNED_READ_URLS,
+            Capability.SIGNED_PUT_URLS,
+            Capability.IF_NONE_MATCH,
+            Capability.IF_MATCH,
+            Capability.CONDITIONAL_STREAMED_COMMIT,
+            Capability.RESUMABLE_WRITERS,
+            Capability.SERVER_SIDE_CAT,
+        }
+    )
     #: Azure blob names are at most 1,024 characters (paths are ASCII, so bytes); session
     #: markers (``~blobdrivers/uploads/<sha256>``) and staging blobs need at most 160 bytes below the root.
     max_key_bytes = 1024
@@ -368,12 +382,15 @@ class AzureDriver(StorageDriver):
 
     # ------------------------------------------------------------------ url_for / writer
 
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """No signed URLs with a sastoken: it cannot sign URLs with a chosen expiry."""
+        if self._auth.sas_token is not None:
+            return self.declared_capabilities - {Capability.SIGNED_READ_URLS, Capability.SIGNED_PUT_URLS}
+        return self.declared_capabilities
+
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
         """A blob SAS: read for GET/HEAD, create and write for PUT (the client sends x-ms-blob-type)."""
-        if self._auth.sas_token is not None:
-            raise UnsupportedMethodError(
-                "with a sastoken the driver cannot sign URLs with a chosen expiry; use accountkey or credentials"
-            )
         permission = BlobSasPermissions(create=True, write=True) if method == "PUT" else BlobSasPermissions(read=True)
         url = self._signer.signed(self._blob(full), permission, expires_in)
         if url is None:

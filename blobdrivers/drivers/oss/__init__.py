@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import oss2
 
 from ... import paths
+from ...capabilities import Capability
 from ...clients import ProcessLocal, tls_verify
 from ...conditions import Conditions
 from ...driver import StorageDriver
@@ -60,6 +61,18 @@ class OSSDriver(StorageDriver):
     """Objects in an Aliyun OSS bucket; parameters as distribution's OSS driver (see ``docs/drivers/oss.md``)."""
 
     name = "oss"
+    url_schemes = ("oss",)
+    url_host_param = "bucket"
+    declared_capabilities = frozenset(
+        {
+            Capability.SIGNED_READ_URLS,
+            Capability.SIGNED_PUT_URLS,
+            Capability.IF_NONE_MATCH,
+            Capability.CONDITIONAL_STREAMED_COMMIT,
+            Capability.RESUMABLE_WRITERS,
+            Capability.SERVER_SIDE_CAT,
+        }
+    )
     #: OSS object names are at most 1,023 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
     #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
     max_key_bytes = 1023
