@@ -582,7 +582,7 @@ def test_url(capsys: pytest.CaptureFixture[str], urltest: str, mem: str) -> None
     code, _, err = run(capsys, "url", "--expires", "2h", f"{urltest}#/a/b")
     assert code == 1 and "3600" in err
     code, _, err = run(capsys, "url", f"{mem}#/a")
-    assert code == 1 and "no URLs" in err
+    assert code == 1 and "signed GET/HEAD URLs" in err
     assert run(capsys, "url", urltest)[0] == 2
 
 
