@@ -183,7 +183,7 @@ def test_conformance_passes_its_arguments_and_exit_code(
 
     calls: list[tuple[Any, ...]] = []
 
-    def fake(url: str | None, *, large: bool = False, extra_args: Any = ()) -> int:
+    def fake(url: str | None, *, large: bool = False, verbose: bool = False, extra_args: Any = ()) -> int:
         calls.append((url, large, list(extra_args)))
         return 3
 

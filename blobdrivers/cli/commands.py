@@ -97,7 +97,7 @@ def cmd_conformance(args: argparse.Namespace, ctx: Context) -> int:
         raise
     extra = [*(["-k", args.k] if args.k else []), *args.pytest_args]
     sys.stdout.flush()
-    return int(run_conformance(args.url, large=args.large, extra_args=extra))
+    return int(run_conformance(args.url, large=args.large, verbose=args.verbose, extra_args=extra))
 
 
 def _pytest_available() -> bool:
