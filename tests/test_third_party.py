@@ -174,7 +174,8 @@ class TestLeaks(DriverConformance):
 
 def test_a_failing_test_is_reported_once_and_a_passing_one_still_for_leftovers(tmp_path: Path) -> None:
     (tmp_path / "test_leaks.py").write_text(textwrap.dedent(SUITE))
-    done = _run(["-m", "pytest", "-p", "no:cacheprovider", "-q", "-k", "and_leaves_a_file", "test_leaks.py"], tmp_path, tmp_path)
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-k", "and_leaves_a_file", "test_leaks.py"]
+    done = _run(args, tmp_path, tmp_path)
     assert "1 failed, 1 passed, " in done.stdout and " 1 error in" in done.stdout, done.stdout
     assert "ERROR test_leaks.py::TestLeaks::test_passes_and_leaves_a_file" in done.stdout
     assert "ERROR test_leaks.py::TestLeaks::test_fails_and_leaves_a_file" not in done.stdout
