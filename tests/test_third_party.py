@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -212,3 +213,41 @@ def test_configuration_narrows_capabilities() -> None:
     assert Capability.SERVER_SIDE_CAT in store.capabilities
     with pytest.raises(UnsupportedMethodError, match="signed GET/HEAD URLs"):
         store.url_for("/a")
+
+
+# ---------------------------------------------------------------------- the documented driver
+
+RUN_SUITE = (
+    "import blobdrivers, dictdriver; blobdrivers.register('dict', dictdriver.DictDriver); "
+    "from blobdrivers.testing import run_conformance; raise SystemExit(run_conformance('dict://doc'))"
+)
+
+
+def test_the_driver_in_writing_a_driver_is_typed_and_passes_the_suite(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "writing-a-driver.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    code = next(block for block in blocks if block.startswith("# dictdriver.py"))
+    (tmp_path / "dictdriver.py").write_text(code)
+    env = {**_env(tmp_path), "MYPYPATH": str(ROOT)}
+    typed = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "dictdriver.py"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert typed.returncode == 0, typed.stdout + typed.stderr
+    done = _run(["-c", RUN_SUITE], tmp_path, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert " passed" in done.stdout and "failed" not in done.stdout
+    assert "blobdrivers store: dict://doc" in done.stdout
+
+
+def test_writing_a_driver_documents_every_type_a_driver_meets() -> None:
+    text = (ROOT / "docs" / "writing-a-driver.md").read_text()
+    for name in ("Source", "Conditions", "RangeReader", "WriterBackend", "FileInfo", "Capability", "Params"):
+        assert f"- **`{name}`**" in text, name
+    for capability in Capability:
+        assert f"| `{capability.name}` |" in text, capability

@@ -80,7 +80,7 @@ def store_lines(config: pytest.Config) -> list[str]:
     return [
         f"blobdrivers store: {store.identity()} ({store!r})",
         f"blobdrivers capabilities tested: {', '.join(declared) or 'none'}",
-        f"blobdrivers capabilities not declared (checked refused): {', '.join(undeclared) or 'none'}",
+        f"blobdrivers capabilities not declared: {', '.join(undeclared) or 'none'}",
     ]
 
 
