@@ -100,6 +100,28 @@ def test_builtin_drivers_declare_their_schemes_on_the_class() -> None:
         assert isinstance(driver_class, type) and driver_class.url_schemes == schemes
 
 
+#: What each built-in driver lacks; a new Capability member must be placed here for each of them.
+LACKING = {
+    "filesystem": {"SIGNED_READ_URLS", "SIGNED_PUT_URLS", "SERVER_SIDE_CAT"},
+    "inmemory": {"SIGNED_READ_URLS", "SIGNED_PUT_URLS"},
+    "s3": set(),
+    "azure": set(),
+    "gcs": {"SIGNED_PUT_URLS", "CONDITIONAL_STREAMED_COMMIT"},
+    "oss": {"IF_MATCH"},
+}
+
+
+def test_builtin_drivers_declare_their_capabilities() -> None:
+    assert len(Capability) == 7, "a new capability: decide for each built-in driver in LACKING"
+    for name, lacking in LACKING.items():
+        try:
+            driver_class = factory._load(name)
+        except DriverNotFoundError:
+            continue  # its SDK is not installed here
+        assert isinstance(driver_class, type) and issubclass(driver_class, blobdrivers.StorageDriver)
+        assert {c.name for c in Capability} - {c.name for c in driver_class.declared_capabilities} == lacking
+
+
 def test_scheme_lookup_imports_no_other_sdk() -> None:
     code = (
         "import sys, blobdrivers; blobdrivers.from_url('memory://x'); "

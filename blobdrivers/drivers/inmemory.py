@@ -84,15 +84,7 @@ class InMemoryDriver(StorageDriver):
     name = "inmemory"
     url_schemes = ("memory",)
     url_host_param = "name"
-    declared_capabilities = frozenset(
-        {
-            Capability.IF_NONE_MATCH,
-            Capability.IF_MATCH,
-            Capability.CONDITIONAL_STREAMED_COMMIT,
-            Capability.RESUMABLE_WRITERS,
-            Capability.SERVER_SIDE_CAT,
-        }
-    )
+    declared_capabilities = frozenset(Capability) - {Capability.SIGNED_READ_URLS, Capability.SIGNED_PUT_URLS}
     _stores: ClassVar[dict[str, _Store]] = {}
     _stores_lock: ClassVar[threading.Lock] = threading.Lock()
 

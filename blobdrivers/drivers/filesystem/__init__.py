@@ -72,14 +72,11 @@ class FilesystemDriver(StorageDriver):
 
     name = "filesystem"
     url_schemes = ("file",)
-    declared_capabilities = frozenset(
-        {
-            Capability.IF_NONE_MATCH,
-            Capability.IF_MATCH,
-            Capability.CONDITIONAL_STREAMED_COMMIT,
-            Capability.RESUMABLE_WRITERS,
-        }
-    )
+    declared_capabilities = frozenset(Capability) - {
+        Capability.SIGNED_READ_URLS,
+        Capability.SIGNED_PUT_URLS,
+        Capability.SERVER_SIDE_CAT,
+    }
     #: PATH_MAX (4,096 with its NUL) for the whole OS path, root included, and NAME_MAX
     #: for one component: no file a caller names is out of reach of other programs.
     max_key_bytes = 4095

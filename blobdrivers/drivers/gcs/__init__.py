@@ -95,15 +95,7 @@ class GCSDriver(StorageDriver):
     name = "gcs"
     url_schemes = ("gs",)
     url_host_param = "bucket"
-    declared_capabilities = frozenset(
-        {
-            Capability.SIGNED_READ_URLS,
-            Capability.IF_NONE_MATCH,
-            Capability.IF_MATCH,
-            Capability.RESUMABLE_WRITERS,
-            Capability.SERVER_SIDE_CAT,
-        }
-    )
+    declared_capabilities = frozenset(Capability) - {Capability.SIGNED_PUT_URLS, Capability.CONDITIONAL_STREAMED_COMMIT}
     #: GCS object names are at most 1,024 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
     #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
     max_key_bytes = 1024

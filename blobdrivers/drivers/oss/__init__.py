@@ -63,16 +63,7 @@ class OSSDriver(StorageDriver):
     name = "oss"
     url_schemes = ("oss",)
     url_host_param = "bucket"
-    declared_capabilities = frozenset(
-        {
-            Capability.SIGNED_READ_URLS,
-            Capability.SIGNED_PUT_URLS,
-            Capability.IF_NONE_MATCH,
-            Capability.CONDITIONAL_STREAMED_COMMIT,
-            Capability.RESUMABLE_WRITERS,
-            Capability.SERVER_SIDE_CAT,
-        }
-    )
+    declared_capabilities = frozenset(Capability) - {Capability.IF_MATCH}  # only x-oss-forbid-overwrite
     #: OSS object names are at most 1,023 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
     #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
     max_key_bytes = 1023
