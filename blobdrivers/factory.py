@@ -231,7 +231,7 @@ def _import_target(name: str, registration: _Registration) -> Factory | type[Sto
             package = registration.sdk or missing
             install = f"blobdrivers[{registration.extra}]" if registration.extra else package
             raise DriverNotFoundError(
-                f"driver {name!r} needs {package}, which is not installed (no module {missing!r}): "
+                f"driver {name!r} needs {package} and its dependencies (module {missing!r} is missing): "
                 f'pip install "{install}"',
                 driver=name,
             ) from exc

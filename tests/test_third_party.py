@@ -273,3 +273,25 @@ def test_writing_a_driver_documents_every_type_a_driver_meets() -> None:
         assert f"- **`{name}`**" in text, name
     for capability in Capability:
         assert f"| `{capability.name}` |" in text, capability
+
+
+# ---------------------------------------------------------------------- missing SDKs
+
+
+@pytest.mark.parametrize(
+    ("driver", "module", "package"),
+    [("azure", "azure.core", "azure-storage-blob"), ("gcs", "google.auth", "google-cloud-storage")],
+)
+def test_a_missing_sdk_dependency_names_the_sdk_and_the_extra(driver: str, module: str, package: str) -> None:
+    """A sub-dependency missing (``azure.core``, ``google.auth``) names the SDK's pip package, not the module."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "import blobdrivers\n"
+        f"try: blobdrivers.create({driver!r}, {{}})\n"
+        "except blobdrivers.errors.DriverNotFoundError as exc: print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT
+    )
+    expected = f"driver {driver!r} needs {package} and its dependencies (module '{module}"  # or a submodule
+    assert expected in done.stdout and f'pip install "blobdrivers[{driver}]"' in done.stdout, done.stdout

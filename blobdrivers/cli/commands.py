@@ -78,7 +78,7 @@ def _driver_row(name: str) -> dict[str, str | None]:
     problem = f'pip install "blobdrivers[{status.extra}]"' if status.extra else status.problem
     notes = [f"alias of {status.alias_of}"] if status.alias_of else []
     detail = "; ".join([*notes, *([problem] if problem else [])]) or None
-    scheme = f"{status.scheme}://" if status.scheme else None
+    scheme = ", ".join(f"{scheme}://" for scheme in status.schemes) or None
     return {"name": name, "scheme": scheme, "status": status.status, "detail": detail, "extra": status.extra}
 
 
