@@ -61,7 +61,7 @@ def _run(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess[
 def test_entry_point_drivers_are_listed_with_their_schemes(installed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["drivers", "--json"]) == 0
     rows = {row["name"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert rows["mydriver"]["scheme"] == "mydriver://" and rows["mydriver"]["status"] == "ok"
+    assert rows["mydriver"]["scheme"] == "mydriver://, mine://" and rows["mydriver"]["status"] == "ok"
     assert rows["fnstore"]["scheme"] == "fnstore://"
     assert factory.driver_status("mydriver").schemes == ("mydriver", "mine")
     assert cli.main(["drivers"]) == 0
