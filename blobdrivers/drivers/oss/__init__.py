@@ -36,7 +36,7 @@ from ...reader import RangeReader
 from ...retry import RetryPolicy
 from ...transfer import Source
 from ...writer import WriterBackend
-from .backend import MAX_PART, MIN_PART, OSSBackend, refuse_if_match
+from .backend import MAX_PART, MIN_PART, OSSBackend
 from .client import ENDPOINT_EXAMPLE, LOG_REDACTOR, make_bucket, paginate, region_endpoint
 from .errors import is_invalid_range, is_not_found, is_transient, never_sent, translate
 from .reader import open_stream
@@ -159,7 +159,6 @@ class OSSDriver(StorageDriver):
     # ------------------------------------------------------------------ hooks
 
     def _put(self, full: str, source: Source, conditions: Conditions) -> None:
-        refuse_if_match(conditions)
         self.engine.put(paths.to_key(full), source, conditions)
 
     def _open(self, full: str, offset: int, length: int | None) -> tuple[RangeReader, int | None]:
@@ -226,7 +225,6 @@ class OSSDriver(StorageDriver):
                 yield FileInfo(path, int(item.size), _timestamp(item.last_modified), etag=item.etag)
 
     def _move(self, src: str, dst: str, conditions: Conditions) -> None:
-        refuse_if_match(conditions)
         src_key, dst_key = paths.to_key(src), paths.to_key(dst)
         info = self._backend.head_object(src_key)
         if info is None:
