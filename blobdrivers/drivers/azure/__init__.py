@@ -374,10 +374,12 @@ class AzureDriver(StorageDriver):
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """No signed URLs with a sastoken: it cannot sign URLs with a chosen expiry."""
-        if self._auth.sas_token is not None:
-            return self.declared_capabilities - {Capability.SIGNED_READ_URLS, Capability.SIGNED_PUT_URLS}
-        return self.declared_capabilities
+        """Signed URLs need an account key or credentials (user delegation); a sastoken cannot choose an expiry."""
+        auth = self._auth
+        signer = auth.account_key is not None or auth.credentials is not None
+        if auth.sas_token is None and auth.account_name and signer:
+            return self.declared_capabilities
+        return self.declared_capabilities - {Capability.SIGNED_READ_URLS, Capability.SIGNED_PUT_URLS}
 
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
         """A blob SAS: read for GET/HEAD, create and write for PUT (the client sends x-ms-blob-type)."""
