@@ -12,11 +12,12 @@ declared capability and checks that each undeclared one is refused.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from .conditions import Conditions
 from .errors import UnsupportedMethodError
 
-__all__ = ["Capability", "require", "require_conditions"]
+__all__ = ["Capability", "needed_for", "require"]
 
 
 class Capability(enum.Enum):
@@ -41,21 +42,30 @@ class Capability(enum.Enum):
     SERVER_SIDE_CAT = "server-side cat"
 
 
-def require(capabilities: frozenset[Capability], needed: Capability, *, driver: str, path: str | None = None) -> None:
-    """Raise :class:`UnsupportedMethodError` naming ``needed`` unless it is in ``capabilities``."""
+def require(
+    capabilities: frozenset[Capability],
+    needed: Capability,
+    *,
+    driver: str,
+    path: str | None = None,
+    notes: Mapping[Capability, str] | None = None,
+) -> None:
+    """Raise :class:`UnsupportedMethodError` naming ``needed`` unless it is in ``capabilities``.
+
+    ``notes`` (the driver's ``capability_notes``) may say why it lacks one, and what to do.
+    """
     if needed not in capabilities:
+        note = (notes or {}).get(needed)
         raise UnsupportedMethodError(
-            f"driver {driver!r} does not declare the capability {needed.value!r}", driver=driver, path=path
+            f"driver {driver!r} does not declare the capability {needed.value!r}" + (f": {note}" if note else ""),
+            driver=driver,
+            path=path,
         )
 
 
-def require_conditions(
-    capabilities: frozenset[Capability], conditions: Conditions, *, streamed: bool, driver: str, path: str
-) -> None:
-    """Refuse ``conditions`` needing an undeclared capability; ``streamed``: a streamed writer's commit."""
+def needed_for(conditions: Conditions, *, streamed: bool = False) -> list[Capability]:
+    """The capabilities a publish under ``conditions`` needs; ``streamed``: a streamed writer's commit."""
     if not conditions:
-        return
+        return []
     needed = Capability.IF_NONE_MATCH if conditions.if_none_match is not None else Capability.IF_MATCH
-    require(capabilities, needed, driver=driver, path=path)
-    if streamed:
-        require(capabilities, Capability.CONDITIONAL_STREAMED_COMMIT, driver=driver, path=path)
+    return [needed, Capability.CONDITIONAL_STREAMED_COMMIT] if streamed else [needed]

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from . import limits, paths, urls
 from .calls import RACE_POINTS, Call, CallEvent, PathPairs, RacePoint
-from .capabilities import Capability, require, require_conditions
+from .capabilities import Capability, needed_for, require
 from .conditions import Conditions
 from .errors import (
     ConfigError,
@@ -88,6 +88,8 @@ class StorageDriver(abc.ABC):
     #: What every instance of the class supports beyond the core contract (see
     #: :mod:`blobdrivers.capabilities`); :attr:`capabilities` may narrow it by configuration.
     declared_capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: Why the driver may lack a capability, and what to do: added to the refusal's message.
+    capability_notes: ClassVar[Mapping[Capability, str]] = {}
     #: URL schemes that name this driver in :func:`blobdrivers.from_url` (``("s3",)`` for ``s3://``).
     url_schemes: ClassVar[tuple[str, ...]] = ()
     #: The parameter a URL's host fills (``"bucket"``); ``None``: the URL names no host.
@@ -170,7 +172,7 @@ class StorageDriver(abc.ABC):
         """
         full = self._file_path(path)
         if append:
-            require(self.capabilities, Capability.RESUMABLE_WRITERS, driver=self.name, path=path)
+            self._require(path, Capability.RESUMABLE_WRITERS)
         with self._call("writer", path):
             backend = self._writer(full, append)
         guard: Callable[[str, Callable[[], Any]], Any] = lambda op, fn: self._guarded(op, path, fn)  # noqa: E731
@@ -271,8 +273,7 @@ class StorageDriver(abc.ABC):
             or not 1 <= expires_in <= self.max_url_expiry
         ):
             raise ValueError(f"expires_in must be between 1 and {self.max_url_expiry} seconds, not {expires_in!r}")
-        needed = Capability.SIGNED_PUT_URLS if method == "PUT" else Capability.SIGNED_READ_URLS
-        require(self.capabilities, needed, driver=self.name, path=path)
+        self._require(path, Capability.SIGNED_PUT_URLS if method == "PUT" else Capability.SIGNED_READ_URLS)
         with self._call("url_for", path):
             return self._url_for(full, method, int(expires_in))
 
@@ -399,14 +400,17 @@ class StorageDriver(abc.ABC):
 
     def _conditions(self, if_none_match: str | None, if_match: str | None, path: str) -> Conditions:
         conditions = Conditions(if_none_match, if_match)
-        require_conditions(self.capabilities, conditions, streamed=False, driver=self.name, path=path)
+        self._require(path, *needed_for(conditions))
         return conditions
 
     def _commit_check(self, path: str, append: bool) -> Callable[[Conditions, int], None]:
-        """What a writer runs before committing ``size`` bytes under conditions."""
-        return lambda conditions, size: require_conditions(
-            self.capabilities, conditions, streamed=not append and size >= self.chunk_size, driver=self.name, path=path
-        )
+        """What a writer runs before committing (conditions, its size): refuses undeclared capabilities."""
+        return lambda c, size: self._require(path, *needed_for(c, streamed=not append and size >= self.chunk_size))
+
+    def _require(self, path: str, *needed: Capability) -> None:
+        """Refuse, before any request, a call needing a capability this instance does not declare."""
+        for capability in needed:
+            require(self.capabilities, capability, driver=self.name, path=path, notes=self.capability_notes)
 
     def _file_path(self, path: str) -> str:
         return paths.join(self._root, self._fitting(paths.validate(path, driver=self.name)))

@@ -76,6 +76,10 @@ class AzureDriver(StorageDriver):
     url_schemes = ("azure",)
     url_host_param = "container"
     declared_capabilities = frozenset(Capability)  # fewer with a sastoken: see capabilities
+    capability_notes = dict.fromkeys(
+        (Capability.SIGNED_READ_URLS, Capability.SIGNED_PUT_URLS),
+        "signing needs accountkey or credentials; a sastoken cannot sign URLs with a chosen expiry",
+    )
     #: Azure blob names are at most 1,024 characters (paths are ASCII, so bytes); session
     #: markers (``~blobdrivers/uploads/<sha256>``) and staging blobs need at most 160 bytes below the root.
     max_key_bytes = 1024

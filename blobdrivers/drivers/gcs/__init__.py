@@ -96,6 +96,13 @@ class GCSDriver(StorageDriver):
     url_schemes = ("gs",)
     url_host_param = "bucket"
     declared_capabilities = frozenset(Capability) - {Capability.SIGNED_PUT_URLS, Capability.CONDITIONAL_STREAMED_COMMIT}
+    capability_notes = {
+        Capability.SIGNED_READ_URLS: "signing needs credentials holding a private key (not anonymous or token ones); "
+        "give a service-account key (keyfile or credentials)",
+        Capability.SIGNED_PUT_URLS: "a signed PUT would bypass atomic, checksummed and conditional publishing",
+        Capability.CONDITIONAL_STREAMED_COMMIT: "GCS fixes a resumable upload's conditions when it starts; commit "
+        "without conditions, or use put() or move() with the condition",
+    }
     #: GCS object names are at most 1,024 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
     #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
     max_key_bytes = 1024

@@ -63,7 +63,11 @@ class OSSDriver(StorageDriver):
     name = "oss"
     url_schemes = ("oss",)
     url_host_param = "bucket"
-    declared_capabilities = frozenset(Capability) - {Capability.IF_MATCH}  # only x-oss-forbid-overwrite
+    declared_capabilities = frozenset(Capability) - {Capability.IF_MATCH}
+    capability_notes = {
+        Capability.IF_MATCH: "OSS has no conditional write on an etag (only x-oss-forbid-overwrite: if_none_match), "
+        "and a check-then-write would race"
+    }
     #: OSS object names are at most 1,023 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
     #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
     max_key_bytes = 1023
