@@ -22,6 +22,7 @@ import pytest
 
 import blobdrivers
 from blobdrivers import cli, factory, paths
+from blobdrivers.capabilities import Capability
 from blobdrivers.cli.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
 from blobdrivers.driver import StorageDriver
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
@@ -164,7 +165,8 @@ def test_drivers_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
 def test_drivers_names_the_extra_of_a_missing_sdk(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(factory._BUILTIN, "fakesdk", ("tests.fake_drivers.missing_sdk:Driver", "fakesdk"))
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # the registration ends with the test
+    blobdrivers.register("fakesdk", "tests.fake_drivers.missing_sdk:Driver", sdk="fake-sdk", extra="fakesdk")
     code, out, _ = run(capsys, "drivers")
     assert code == 0
     line = next(line for line in out.splitlines() if line.startswith("fakesdk"))
@@ -188,7 +190,7 @@ def test_conformance_passes_its_arguments_and_exit_code(
 
     calls: list[tuple[Any, ...]] = []
 
-    def fake(url: str | None, *, large: bool = False, extra_args: Any = ()) -> int:
+    def fake(url: str | None, *, large: bool = False, verbose: bool = False, extra_args: Any = ()) -> int:
         calls.append((url, large, list(extra_args)))
         return 3
 
@@ -554,6 +556,12 @@ class _UrlDriver(InMemoryDriver):
     """An in-memory store with fake URLs and a secret, to test url and redaction."""
 
     name = "urltest"
+    url_schemes = ("urltest",)
+    url_host_param = "name"
+    declared_capabilities = InMemoryDriver.declared_capabilities | {
+        Capability.SIGNED_READ_URLS,
+        Capability.SIGNED_PUT_URLS,
+    }
     secret_params = frozenset({"token"})
     max_url_expiry = 3600
 
@@ -572,7 +580,6 @@ class _UrlDriver(InMemoryDriver):
 
 @pytest.fixture
 def urltest(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(factory._SCHEMES, "urltest", ("urltest", "name"))
     blobdrivers.register("urltest", _UrlDriver)
     yield f"urltest://cli-{uuid.uuid4().hex}?token=TOPSECRET42"
     factory._registry.pop("urltest", None)
@@ -585,7 +592,7 @@ def test_url(capsys: pytest.CaptureFixture[str], urltest: str, mem: str) -> None
     code, _, err = run(capsys, "url", "--expires", "2h", f"{urltest}#/a/b")
     assert code == 1 and "3600" in err
     code, _, err = run(capsys, "url", f"{mem}#/a")
-    assert code == 1 and "no URLs" in err
+    assert code == 1 and "signed GET/HEAD URLs" in err
     assert run(capsys, "url", urltest)[0] == 2
 
 

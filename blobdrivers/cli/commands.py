@@ -80,7 +80,7 @@ def _driver_row(name: str) -> dict[str, str | None]:
     problem = f'pip install "blobdrivers[{status.extra}]"' if status.extra else status.problem
     notes = [f"alias of {status.alias_of}"] if status.alias_of else []
     detail = "; ".join([*notes, *([problem] if problem else [])]) or None
-    scheme = f"{status.scheme}://" if status.scheme else None
+    scheme = ", ".join(f"{scheme}://" for scheme in status.schemes) or None
     return {"name": name, "scheme": scheme, "status": status.status, "detail": detail, "extra": status.extra}
 
 
@@ -99,7 +99,7 @@ def cmd_conformance(args: argparse.Namespace, ctx: Context) -> int:
         raise
     extra = [*(["-k", args.k] if args.k else []), *args.pytest_args]
     sys.stdout.flush()
-    return int(run_conformance(args.url, large=args.large, extra_args=extra))
+    return int(run_conformance(args.url, large=args.large, verbose=args.verbose, extra_args=extra))
 
 
 def _pytest_available() -> bool:

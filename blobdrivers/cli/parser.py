@@ -119,7 +119,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         "pytest; put pytest options that take a value after '--'.\n\n"
         "examples:\n"
         "  blobdrivers conformance\n"
-        "  blobdrivers conformance memory://\n"
+        "  blobdrivers conformance -v memory://\n"
         "  blobdrivers conformance 's3://bucket/ci?regionendpoint=http://localhost:9000' -k writer\n"
         "  blobdrivers conformance file:///mnt/nfs/store --large -- -x --maxfail 3",
         store=False,
@@ -127,6 +127,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     sub.add_argument("url", nargs="?", metavar="URL", help="store URL (default: filesystem in a temporary folder)")
     sub.add_argument("--large", action="store_true", help="add the multi-GiB streamed round trip")
     sub.add_argument("-k", metavar="EXPR", help="run only the tests matching this pytest expression")
+    sub.add_argument("-v", "--verbose", action="store_true", help="show each test's name and outcome")
 
     sub = command(
         "ls",
