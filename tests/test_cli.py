@@ -973,7 +973,8 @@ def test_writing_into_a_vanishing_memory_store_warns(
 def test_missing_sdk_and_import_errors_print_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(factory._BUILTIN, "fakesdk", ("tests.fake_drivers.missing_sdk:Driver", "fakesdk"))
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # the registration ends with the test
+    factory.register("fakesdk", "tests.fake_drivers.missing_sdk:Driver", sdk="fakesdk-sdk", extra="fakesdk")
     monkeypatch.setattr(factory, "from_url", lambda url: factory.create("fakesdk", {}))
     code, _, err = run(capsys, "ls", "fakesdk://x")
     assert code == 1 and err.count("\n") == 1 and 'pip install "blobdrivers[fakesdk]"' in err
