@@ -10,6 +10,7 @@ b'hi'
 from __future__ import annotations
 
 from . import errors
+from .capabilities import Capability
 from .driver import CallEvent, StorageDriver
 from .factory import available_drivers, create, from_config, from_url, register
 from .listing import FileInfo
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallEvent",
+    "Capability",
     "FileInfo",
     "Reader",
     "ReplicationReport",

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
-from . import paths
+from . import limits, paths, urls
 from .calls import RACE_POINTS, Call, CallEvent, PathPairs, RacePoint
+from .capabilities import Capability, needed_for, require
 from .conditions import Conditions
 from .errors import (
     ConfigError,
     InvalidOffsetError,
-    InvalidPathError,
     PathNotFoundError,
     StorageError,
     UnsupportedMethodError,
@@ -85,9 +85,15 @@ class StorageDriver(abc.ABC):
             "loglevel",
         }
     )
-    #: True when ``cat(dst, [src])`` copies inside the store (server-side, or in memory)
-    #: rather than reading and writing the bytes through this process.
-    copies_in_store: ClassVar[bool] = True
+    #: What every instance of the class supports beyond the core contract (see
+    #: :mod:`blobdrivers.capabilities`); :attr:`capabilities` may narrow it by configuration.
+    declared_capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: Why the driver may lack a capability, and what to do: added to the refusal's message.
+    capability_notes: ClassVar[Mapping[Capability, str]] = {}
+    #: URL schemes that name this driver in :func:`blobdrivers.from_url` (``("s3",)`` for ``s3://``).
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+    #: The parameter a URL's host fills (``"bucket"``); ``None``: the URL names no host.
+    url_host_param: ClassVar[str | None] = None
     #: True when a streamed ``put`` may hold several ``chunk_size`` buffers at once
     #: (parts sent in parallel); False when it writes sequentially from one buffer.
     parallel_put: ClassVar[bool] = True
@@ -124,7 +130,7 @@ class StorageDriver(abc.ABC):
         is ``etag``; otherwise :class:`PreconditionFailedError`, changing nothing.
         """
         full = self._file_path(path)
-        conditions = Conditions(if_none_match, if_match)
+        conditions = self._conditions(if_none_match, if_match, path)
         source = Source(data)
         with self._call("put", path):
             self._put(full, source, conditions)
@@ -165,9 +171,12 @@ class StorageDriver(abc.ABC):
         commit publishes that writer's whole content, and the last commit wins.
         """
         full = self._file_path(path)
+        if append:
+            self._require(path, Capability.RESUMABLE_WRITERS)
         with self._call("writer", path):
             backend = self._writer(full, append)
-        return Writer(backend, path=path, driver=self.name, guard=lambda op, fn: self._guarded(op, path, fn))
+        guard: Callable[[str, Callable[[], Any]], Any] = lambda op, fn: self._guarded(op, path, fn)  # noqa: E731
+        return Writer(backend, path=path, driver=self.name, guard=guard, check=self._commit_check(path, append))
 
     def stat(self, path: str) -> FileInfo:
         """Information about the file or implicit directory at ``path``."""
@@ -210,7 +219,7 @@ class StorageDriver(abc.ABC):
         """
         full_src = self._file_path(src)
         full_dst = self._file_path(dst)
-        conditions = Conditions(if_none_match, if_match)
+        conditions = self._conditions(if_none_match, if_match, dst)
         with self._call("move", src, others=((full_dst, dst),)):
             if full_src != full_dst:
                 self._move(full_src, full_dst, conditions)
@@ -251,7 +260,8 @@ class StorageDriver(abc.ABC):
     def url_for(self, path: str, method: str = "GET", expires_in: int = 1200) -> str:
         """A URL a plain HTTP client can use for ``method`` on ``path`` for ``expires_in`` seconds.
 
-        Raises :class:`UnsupportedMethodError` for drivers without such URLs.
+        Raises :class:`UnsupportedMethodError` unless the driver declares
+        :attr:`Capability.SIGNED_READ_URLS` (GET, HEAD) or :attr:`Capability.SIGNED_PUT_URLS` (PUT).
         """
         full = self._file_path(path)
         method = method.upper() if isinstance(method, str) else method
@@ -263,6 +273,7 @@ class StorageDriver(abc.ABC):
             or not 1 <= expires_in <= self.max_url_expiry
         ):
             raise ValueError(f"expires_in must be between 1 and {self.max_url_expiry} seconds, not {expires_in!r}")
+        self._require(path, Capability.SIGNED_PUT_URLS if method == "PUT" else Capability.SIGNED_READ_URLS)
         with self._call("url_for", path):
             return self._url_for(full, method, int(expires_in))
 
@@ -280,6 +291,16 @@ class StorageDriver(abc.ABC):
         if self.max_key_bytes is None:
             return None
         return self.max_key_bytes - self._key_overhead()
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this instance supports beyond the core contract: :attr:`declared_capabilities` or, by config, fewer."""
+        return self.declared_capabilities
+
+    @classmethod
+    def params_from_url(cls, url: str) -> dict[str, Any]:
+        """A store URL's parameters; the default: host -> :attr:`url_host_param`, path -> rootdirectory, query."""
+        return urls.url_params(url, host_param=cls.url_host_param, driver=cls.name)
 
     # ------------------------------------------------------------------ hooks
 
@@ -336,7 +357,7 @@ class StorageDriver(abc.ABC):
             backend.close()
 
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
-        """Build a signed or public URL; the default says the driver has none."""
+        """Build a signed or public URL; called only for the methods :attr:`capabilities` declares."""
         raise UnsupportedMethodError("this driver has no URLs for its files", driver=self.name)
 
     def _missing_source(self, exc: Exception, sources: Mapping[str, str]) -> str | None:
@@ -377,6 +398,20 @@ class StorageDriver(abc.ABC):
 
     # ------------------------------------------------------------------ plumbing
 
+    def _conditions(self, if_none_match: str | None, if_match: str | None, path: str) -> Conditions:
+        conditions = Conditions(if_none_match, if_match)
+        self._require(path, *needed_for(conditions))
+        return conditions
+
+    def _commit_check(self, path: str, append: bool) -> Callable[[Conditions, int], None]:
+        """What a writer runs before committing (conditions, its size): refuses undeclared capabilities."""
+        return lambda c, size: self._require(path, *needed_for(c, streamed=not append and size >= self.chunk_size))
+
+    def _require(self, path: str, *needed: Capability) -> None:
+        """Refuse, before any request, a call needing a capability this instance does not declare."""
+        for capability in needed:
+            require(self.capabilities, capability, driver=self.name, path=path, notes=self.capability_notes)
+
     def _file_path(self, path: str) -> str:
         return paths.join(self._root, self._fitting(paths.validate(path, driver=self.name)))
 
@@ -384,24 +419,13 @@ class StorageDriver(abc.ABC):
         return paths.join(self._root, self._fitting(paths.validate(path, allow_root=True, driver=self.name)))
 
     def _fitting(self, path: str) -> str:
-        """``path`` (valid) unchanged if the backend can store its key, else InvalidPathError naming the limit."""
-        limit = self.max_key_bytes
-        if limit is not None and len(path) + self._key_overhead() > limit:
-            raise InvalidPathError(
-                f"invalid path {_shown(path)}: its key would be {len(path) + self._key_overhead()} bytes, "
-                f"over the {self.name} limit of {limit} bytes (root prefix included)",
-                driver=self.name,
-            )
-        component = self.max_component_bytes
-        if component is not None and len(path) > component + 1:
-            longest = max(len(part) for part in path.split("/"))
-            if longest > component:
-                raise InvalidPathError(
-                    f"invalid path {_shown(path)}: a component of {longest} bytes, "
-                    f"over the {self.name} limit of {component} bytes",
-                    driver=self.name,
-                )
-        return path
+        return limits.fitting(
+            path,
+            overhead=self._key_overhead(),
+            max_key=self.max_key_bytes,
+            max_component=self.max_component_bytes,
+            driver=self.name,
+        )
 
     def _check_bookkeeping_room(self) -> None:
         """Refuse a root so long that the driver's own bookkeeping keys below it could not be stored."""
@@ -569,11 +593,6 @@ class StorageDriver(abc.ABC):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_driver, (type(self), self._params))
-
-
-def _shown(path: str) -> str:
-    """A path short enough for a one-line message."""
-    return repr(path) if len(path) <= 60 else repr(path[:40] + "...") + f" ({len(path)} bytes)"
 
 
 def _rebuild_driver(cls: type[StorageDriver], params: dict[str, Any]) -> StorageDriver:

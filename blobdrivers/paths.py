@@ -14,10 +14,13 @@ names always contain a character outside the rule) are invisible to list and wal
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from .errors import ConfigError, InvalidPathError
 
 _COMPONENT = re.compile(r"[A-Za-z0-9._-]+")
+_OTHERS = re.compile(r"[^A-Za-z0-9._-]+")
+_RULE = "[A-Za-z0-9._-]"
 ROOT = "/"
 
 
@@ -37,18 +40,61 @@ def _is_valid_component(part: str) -> bool:
 
 
 def validate(path: str, *, allow_root: bool = False, driver: str | None = None) -> str:
-    """Return ``path`` unchanged if it obeys the path rule, else raise :class:`InvalidPathError`."""
+    """Return ``path`` unchanged if it obeys the path rule, else raise :class:`InvalidPathError`.
+
+    The one-line message names the path, what breaks the rule and where (the first
+    offending character or component, by 0-based position), and, when one exists, a
+    valid path to use instead.
+    """
     if is_valid(path, allow_root=allow_root):
         return path
-    shown = repr(path) if isinstance(path, str) else f"a {type(path).__name__}"
-    if path == ROOT:
-        reason = "the root '/' is not allowed here"
+    if not isinstance(path, str):
+        message = f"invalid path: a path is a str, not {type(path).__name__}"
+    elif path == ROOT:
+        message = "invalid path '/': the root '/' is not allowed here"
     else:
-        reason = (
-            "a path must be absolute, made of components of [A-Za-z0-9._-], "
-            "with no empty, '.' or '..' component and no trailing slash"
-        )
-    raise InvalidPathError(f"invalid path {shown}: {reason}", driver=driver, path=None)
+        message = f"invalid path {path!r}: {explain(path)}"
+        suggestion = suggest(path)
+        if suggestion is not None:
+            message += f"; try {suggestion!r}"
+    raise InvalidPathError(message, driver=driver, path=None)
+
+
+def explain(path: str) -> str:
+    """What makes the non-root string ``path`` break the path rule: the first defect and its 0-based position."""
+    if not path.startswith("/"):
+        return "a path must start with '/'"
+    position = 1
+    for part in path[1:].split("/"):
+        if not part:
+            where = "a trailing '/'" if position == len(path) else f"an empty component ('//') at position {position}"
+            return f"{where} is not allowed"
+        if part in (".", ".."):
+            return f"a {part!r} component at position {position} is not allowed"
+        bad = next((i for i, char in enumerate(part) if _COMPONENT.fullmatch(char) is None), None)
+        if bad is not None:
+            return f"{part[bad]!r} at position {position + bad} is not allowed (path components are {_RULE})"
+        position += len(part) + 1
+    return "it obeys the path rule"
+
+
+def suggest(path: str) -> str | None:
+    """A valid path close to ``path``, or ``None`` when nothing of it remains.
+
+    Accents are dropped (``é`` -> ``e``), each other run of characters outside the
+    rule becomes ``-``, empty and ``.`` components go and ``..`` removes the one
+    before it, as a shell would read it; the result never names the root.
+    """
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            del parts[-1:]
+        elif part not in ("", "."):
+            folded = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode()
+            cleaned = _OTHERS.sub("-", folded)
+            parts.append(cleaned if cleaned not in ("", ".", "..") else "-")
+    suggestion = "/" + "/".join(parts)
+    return suggestion if parts and is_valid(suggestion) else None
 
 
 def normalize_root(rootdirectory: str, *, driver: str | None = None) -> str:
@@ -62,10 +108,10 @@ def normalize_root(rootdirectory: str, *, driver: str | None = None) -> str:
         return ""
     prefix = "/" + stripped
     if not is_valid(prefix):
-        raise ConfigError(
-            f"invalid rootdirectory {rootdirectory!r}: components must match [A-Za-z0-9._-]+",
-            driver=driver,
-        )
+        shown = repr(rootdirectory) if rootdirectory == prefix else f"{rootdirectory!r} (read as {prefix!r})"
+        message = f"invalid rootdirectory {shown}: {explain(prefix)}"
+        suggestion = suggest(prefix)
+        raise ConfigError(message + (f"; try {suggestion!r}" if suggestion else ""), driver=driver)
     return prefix
 
 

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from .conditions import Conditions
-from .errors import WriterClosedError
+from .errors import UnsupportedMethodError, WriterClosedError
 
 
 class WriterBackend(Protocol):
@@ -57,8 +57,10 @@ class Writer:
         path: str,
         driver: str,
         guard: Callable[[str, Callable[[], Any]], Any],
+        check: Callable[[Conditions, int], None] | None = None,
     ) -> None:
         self._backend = backend
+        self._check = check
         self._path = path
         self._driver = driver
         self._guard = guard
@@ -100,6 +102,12 @@ class Writer:
         """
         conditions = Conditions(if_none_match, if_match)
         self._require_open("commit")
+        if self._check is not None:
+            try:
+                self._check(conditions, self.size)
+            except UnsupportedMethodError:
+                self.close()  # refused before any request: parked, like any failed commit
+                raise
         try:
             self._guard("commit", lambda: self._backend.commit(conditions))
         except BaseException:

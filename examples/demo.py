@@ -1,9 +1,13 @@
-"""A short tour on the default store: the filesystem driver in the per-user data folder."""
+"""A short tour on a filesystem store in a temporary folder, removed at the end (your default store is untouched)."""
+
+import tempfile
 
 import blobdrivers
 from blobdrivers.errors import UnsupportedMethodError
 
-store = blobdrivers.create("filesystem")  # rootdirectory defaults to ~/.local/share/blobdrivers
+folder = tempfile.TemporaryDirectory(prefix="blobdrivers-demo-")
+# Without rootdirectory the filesystem driver uses the per-user default, ~/.local/share/blobdrivers.
+store = blobdrivers.create("filesystem", {"rootdirectory": folder.name})
 print(f"store: {store!r}")
 
 store.put("/demo/hello.txt", b"hello, blob\n")
@@ -25,3 +29,4 @@ except UnsupportedMethodError as exc:
 
 store.delete("/demo")
 print("deleted /demo; store root now lists", store.list("/"))
+folder.cleanup()

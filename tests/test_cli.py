@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 import blobdrivers
-from blobdrivers import cli, factory
+from blobdrivers import cli, factory, paths
+from blobdrivers.capabilities import Capability
 from blobdrivers.cli.progress import Progress, ProgressReader, format_duration, format_size, progress_wanted
+from blobdrivers.driver import StorageDriver
 from blobdrivers.drivers.filesystem import STAGING, FilesystemDriver
 from blobdrivers.drivers.inmemory import InMemoryDriver
-from blobdrivers.errors import StorageError
+from blobdrivers.errors import ConfigError, InvalidPathError, StorageError
 from blobdrivers.testing.helpers import payload
 
-COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync"]
+COMMANDS = ["drivers", "conformance", "ls", "stat", "get", "put", "cp", "mv", "rm", "url", "cleanup", "sync", "help"]
 MiB = 1024 * 1024
 
 
@@ -157,7 +165,8 @@ def test_drivers_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
 def test_drivers_names_the_extra_of_a_missing_sdk(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(factory._BUILTIN, "fakesdk", ("tests.fake_drivers.missing_sdk:Driver", "fakesdk"))
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # the registration ends with the test
+    blobdrivers.register("fakesdk", "tests.fake_drivers.missing_sdk:Driver", sdk="fake-sdk", extra="fakesdk")
     code, out, _ = run(capsys, "drivers")
     assert code == 0
     line = next(line for line in out.splitlines() if line.startswith("fakesdk"))
@@ -181,7 +190,7 @@ def test_conformance_passes_its_arguments_and_exit_code(
 
     calls: list[tuple[Any, ...]] = []
 
-    def fake(url: str | None, *, large: bool = False, extra_args: Any = ()) -> int:
+    def fake(url: str | None, *, large: bool = False, verbose: bool = False, extra_args: Any = ()) -> int:
         calls.append((url, large, list(extra_args)))
         return 3
 
@@ -244,7 +253,10 @@ def test_ls_long_and_recursive(capsys: pytest.CaptureFixture[str], tree: str) ->
     assert second.split()[0:2] == ["d", "-"] and second.endswith(" /d/e/")
     assert first.split()[2].endswith("Z")
     code, out, _ = run(capsys, "ls", "-r", tree)
-    assert out.splitlines() == ["/a.txt", "/d/", "/d/b.txt", "/d/e/", "/d/e/c.txt", "/dz"]
+    assert out.splitlines() == ["/a.txt", "/d", "/d/b.txt", "/d/e", "/d/e/c.txt", "/dz"]
+    # ls and ls -r print a directory the same way, plain and long.
+    assert set(run(capsys, "ls", tree)[1].splitlines()) <= set(out.splitlines())
+    assert set(run(capsys, "ls", "-l", tree)[1].splitlines()) <= set(run(capsys, "ls", "-lr", tree)[1].splitlines())
     code, out, _ = run(capsys, "ls", "-lr", f"{tree}#/d")
     assert [line.split()[-1] for line in out.splitlines()] == ["/d/b.txt", "/d/e/", "/d/e/c.txt"]
 
@@ -436,14 +448,14 @@ def test_cp_recursive(capsys: pytest.CaptureFixture[str], tree: str, fs: str) ->
     code, _, err = run(capsys, "cp", f"{tree}#/d", f"{fs}#/d")
     assert code == 1 and "cp -r" in err
     assert run(capsys, "cp", "-r", f"{tree}#/d", f"{fs}#/copy") == (0, "", "")
-    assert run(capsys, "ls", "-r", f"{fs}#/copy")[1].splitlines() == ["/copy/b.txt", "/copy/e/", "/copy/e/c.txt"]
+    assert run(capsys, "ls", "-r", f"{fs}#/copy")[1].splitlines() == ["/copy/b.txt", "/copy/e", "/copy/e/c.txt"]
     assert run(capsys, "cp", "-r", tree, fs)[0] == 0  # a whole store
     copied = [info.path for info in blobdrivers.from_url(fs).walk() if not info.is_dir]
     assert copied == ["/a.txt", "/copy/b.txt", "/copy/e/c.txt", "/d/b.txt", "/d/e/c.txt", "/dz"]
     code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", f"{tree}#/d/inside")
     assert code == 1 and "into itself" in err
-    code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", "./local-dir")
-    assert code == 1 and "store location" in err
+    code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", "-")
+    assert code == 1 and "cannot be written to stdout" in err
 
 
 def test_cp_usage_errors(capsys: pytest.CaptureFixture[str], tree: str) -> None:
@@ -457,9 +469,9 @@ def test_mv_within_a_store(capsys: pytest.CaptureFixture[str], tree: str) -> Non
     assert run(capsys, "ls", "-r", tree)[1].splitlines() == [
         "/dz",
         "/moved.txt",
-        "/renamed/",
+        "/renamed",
         "/renamed/b.txt",
-        "/renamed/e/",
+        "/renamed/e",
         "/renamed/e/c.txt",
     ]
     assert run(capsys, "mv", f"{tree}#/dz", f"{tree}#/renamed/e")[0] == 0  # into a directory
@@ -544,6 +556,12 @@ class _UrlDriver(InMemoryDriver):
     """An in-memory store with fake URLs and a secret, to test url and redaction."""
 
     name = "urltest"
+    url_schemes = ("urltest",)
+    url_host_param = "name"
+    declared_capabilities = InMemoryDriver.declared_capabilities | {
+        Capability.SIGNED_READ_URLS,
+        Capability.SIGNED_PUT_URLS,
+    }
     secret_params = frozenset({"token"})
     max_url_expiry = 3600
 
@@ -562,7 +580,6 @@ class _UrlDriver(InMemoryDriver):
 
 @pytest.fixture
 def urltest(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(factory._SCHEMES, "urltest", ("urltest", "name"))
     blobdrivers.register("urltest", _UrlDriver)
     yield f"urltest://cli-{uuid.uuid4().hex}?token=TOPSECRET42"
     factory._registry.pop("urltest", None)
@@ -575,7 +592,7 @@ def test_url(capsys: pytest.CaptureFixture[str], urltest: str, mem: str) -> None
     code, _, err = run(capsys, "url", "--expires", "2h", f"{urltest}#/a/b")
     assert code == 1 and "3600" in err
     code, _, err = run(capsys, "url", f"{mem}#/a")
-    assert code == 1 and "no URLs" in err
+    assert code == 1 and "signed GET/HEAD URLs" in err
     assert run(capsys, "url", urltest)[0] == 2
 
 
@@ -755,3 +772,232 @@ def test_cleanup_removes_old_staging_leftovers_only(capsys: pytest.CaptureFixtur
 def test_cleanup_refuses_stores_without_staging(capsys: pytest.CaptureFixture[str], mem: str) -> None:
     code, _, err = run(capsys, "cleanup", mem)
     assert code == 1 and "file://" in err
+
+
+# ---------------------------------------------------------------------- traps (issue 15)
+
+
+def test_a_path_error_points_at_the_character_and_suggests_a_valid_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mem: str
+) -> None:
+    code, _, err = run(capsys, "put", local(tmp_path, "my file.txt", b"x"), f"{mem}#/docs/")
+    assert code == 1
+    assert err == (
+        "blobdrivers: error: inmemory: invalid path '/docs/my file.txt': ' ' at position 8 is not allowed "
+        "(path components are [A-Za-z0-9._-]); try '/docs/my-file.txt'\n"
+    )
+    for bad, defect in [
+        ("docs/a", "must start with '/'"),
+        ("/a/", "a trailing '/'"),
+        ("/a//b", "an empty component ('//') at position 3"),
+        ("/a/../b", "a '..' component at position 3"),
+        ("/café", "'é' at position 4"),
+    ]:
+        with pytest.raises(InvalidPathError, match=r"^invalid path ") as caught:
+            paths.validate(bad)
+        assert defect in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(InvalidPathError, match=r"; try '/b'$"):
+        paths.validate("/a/../b")  # '..' is read as a shell would
+    with pytest.raises(InvalidPathError, match=r"; try '/cafe'$"):
+        paths.validate("/café")
+    with pytest.raises(ConfigError, match=r"' ' at position 2 .*; try '/a-b'"):
+        paths.normalize_root("a b")
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(st.text(alphabet=st.sampled_from("ab./-_ ~é\n\t%中\x00:"), max_size=12))
+def test_every_suggested_path_is_valid(text: str) -> None:
+    if paths.is_valid(text, allow_root=True):
+        return
+    with pytest.raises(InvalidPathError) as caught:
+        paths.validate(text)
+    message = str(caught.value)
+    assert "\n" not in message
+    suggestion = paths.suggest(text)
+    if suggestion is not None:
+        assert paths.validate(suggestion) == suggestion
+        assert message.endswith(f"; try {suggestion!r}")
+    else:
+        assert "; try" not in message
+    names: list[str] = []
+    for part in text.split("/"):  # '..' read as a shell would: it cancels the name before it
+        if part == "..":
+            del names[-1:]
+        elif part not in ("", "."):
+            names.append(part)
+    assert (suggestion is None) == (not names)  # anything with a name left gets a suggestion
+
+
+def test_cp_r_and_get_r_download_a_directory_to_a_local_folder(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str
+) -> None:
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    expected = {"b.txt": b"bb", "e/c.txt": b"c"}
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "cp", "-r", f"{tree}#/d", "./copied") == (0, "", "")
+    assert files(tmp_path / "copied") == expected
+    assert run(capsys, "get", "-r", f"{tree}#/d", str(tmp_path / "got")) == (0, "", "")
+    assert files(tmp_path / "got") == expected
+    assert run(capsys, "get", "-r", f"{tree}#/d") == (0, "", "")  # into ./d
+    assert files(tmp_path / "d") == expected
+    assert run(capsys, "mv", f"{tree}#/d", "moved") == (0, "", "")
+    assert files(tmp_path / "moved") == expected and run(capsys, "ls", tree)[1].splitlines() == ["/a.txt", "/dz"]
+    assert run(capsys, "get", "-r", f"{tree}#/nope")[0] == 1
+
+
+def test_an_absolute_local_folder_is_never_read_as_the_default_store(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tree: str
+) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", str(target))
+    assert code == 2 and err.count("\n") == 1
+    top = "/" + str(target).lstrip("/").split("/")[0]
+    assert f"'{target}' is ambiguous: {top} exists on this machine" in err
+    assert f"URL#{target}" in err
+    assert list(target.iterdir()) == []
+    default_root = tmp_path / "xdg" / "blobdrivers"
+    assert not default_root.exists()  # nothing written into the default store
+    assert cli.parse_endpoint("~/x") == cli.LocalFile(os.path.expanduser("~/x"))
+    assert cli.parse_endpoint("/no-such-top-dir-anywhere/x") == cli.StoreLocation(None, "/no-such-top-dir-anywhere/x")
+
+
+def test_local_errors_name_the_target_not_a_temporary_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str, fs: str
+) -> None:
+    missing = tmp_path / "no-such-dir" / "x.bin"
+    code, _, err = run(capsys, "get", f"{tree}#/a.txt", str(missing))
+    assert (code, err) == (1, f"blobdrivers: error: No such file or directory: {missing}\n")
+    assert run(capsys, "put", local(tmp_path, "f", b"data"), f"{fs}#/docs/f")[0] == 0
+
+    def full_disk(self: FilesystemDriver, fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(FilesystemDriver, "_sync_file", full_disk)  # a fault: the disk fills up
+    code, _, err = run(capsys, "put", local(tmp_path, "g", b"more"), f"{fs}#/docs/g")
+    assert (code, err) == (
+        1,
+        "blobdrivers: error: filesystem: put /docs/g failed: OSError: [Errno 28] No space left on device\n",
+    )
+
+
+def _closed_port_drivers(url: str) -> list[StorageDriver]:
+    from blobdrivers.drivers.azure import AzureDriver
+    from blobdrivers.drivers.gcs import GCSDriver
+    from blobdrivers.drivers.oss import OSSDriver
+    from blobdrivers.drivers.s3 import S3Driver
+
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    return [
+        S3Driver(bucket="bkt", regionendpoint=url, region="us-east-1", accesskey="AKIDX", secretkey=SECRET, retries=1),
+        AzureDriver(accountname="acct", accountkey=key, container="cont", serviceurl=f"{url}/acct", retries=1),
+        GCSDriver(bucket="bkt", endpoint=url, project="p", retries=1),
+        OSSDriver(bucket="bkt", endpoint=url, accesskeyid="AKIDX", accesskeysecret=SECRET, retries=1),
+    ]
+
+
+SECRET = "s3cr3t-value-never-shown"
+NETWORK_CALLS: list[Callable[[StorageDriver], object]] = [
+    lambda driver: driver.stat("/a"),
+    lambda driver: driver.put("/a", b"x"),
+    lambda driver: driver.list("/"),
+]
+
+
+def test_network_errors_name_the_endpoint() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        for driver in _closed_port_drivers(url):
+            for call in NETWORK_CALLS:
+                with pytest.raises(StorageError) as caught:
+                    call(driver)
+                message = str(caught.value)
+                assert f"cannot connect to endpoint {url} (connection refused)" in message, message
+                assert message.startswith(f"{driver.name}: request for /") and "\n" not in message
+                assert SECRET not in message and "AKIDX" not in message
+
+
+def test_help_prints_the_documentation_shipped_in_the_package(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "help")
+    assert code == 0 and "blobdrivers help TOPIC" in out
+    repository_docs = Path(__file__).parent.parent / "docs"
+    pages = sorted(p.stem for p in [*repository_docs.glob("*.md"), *repository_docs.glob("drivers/*.md")])
+    assert sorted(line.split()[0] for line in out.splitlines()[1:]) == pages  # every page is a topic
+    code, out, _ = run(capsys, "help", "cli")
+    assert (code, out) == (0, (repository_docs / "cli.md").read_text(encoding="utf-8"))
+    assert run(capsys, "help", "s3")[1] == (repository_docs / "drivers" / "s3.md").read_text(encoding="utf-8")
+    code, _, err = run(capsys, "help", "nope")
+    assert code == 2 and "no help topic 'nope'; topics: " in err and "cli" in err
+    assert "'blobdrivers help cli'" in run(capsys, "--help")[1]
+    # The wheel carries the pages: package data of blobdrivers/docs, the repository's docs folder.
+    project = tomllib.loads((repository_docs.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert {"docs/*.md", "docs/drivers/*.md"} <= set(project["tool"]["setuptools"]["package-data"]["blobdrivers"])
+    assert (Path(blobdrivers.__file__).parent / "docs").resolve() == repository_docs.resolve()
+
+
+def test_the_readme_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"`blobdrivers ([a-z|]+)`", readme)
+    assert listed is not None
+    parser_commands = set(cli.build_parsers()[1])
+    assert set(listed.group(1).split("|")) == parser_commands == set(COMMANDS)
+
+
+def test_writing_into_a_vanishing_memory_store_warns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mem: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    src = Path(local(tmp_path, "f", b"x")).name
+    assert run(capsys, "put", src, f"{mem}#/a") == (0, "", "")  # main(argv) in a process that goes on: silent
+    code, _, err = run(capsys, "cp", src, "memory://#/a")
+    assert code == 0
+    assert err == (
+        "blobdrivers: warning: the in-memory store memory:// has no name, so it is private to this command: "
+        "what is written there is gone when the command ends\n"
+    )
+    monkeypatch.setattr(sys, "argv", ["blobdrivers", "put", src, f"{mem}#/b"])  # the one-shot command
+    code = cli.main()
+    err = capsys.readouterr().err
+    assert code == 0 and err == (
+        f"blobdrivers: warning: the in-memory store {mem} is held in this process's memory: "
+        "what is written there is gone when the command ends\n"
+    )
+    monkeypatch.setattr(sys, "argv", ["blobdrivers", "cp", f"{mem}#/b", "out"])
+    assert cli.main() == 0
+    assert capsys.readouterr().err == ""  # reading from one does not warn
+
+
+def test_missing_sdk_and_import_errors_print_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # the registration ends with the test
+    factory.register("fakesdk", "tests.fake_drivers.missing_sdk:Driver", sdk="fakesdk-sdk", extra="fakesdk")
+    monkeypatch.setattr(factory, "from_url", lambda url: factory.create("fakesdk", {}))
+    code, _, err = run(capsys, "ls", "fakesdk://x")
+    assert code == 1 and err.count("\n") == 1 and 'pip install "blobdrivers[fakesdk]"' in err
+
+    def broken(url: str) -> StorageDriver:
+        raise ImportError("a third-party driver failed to import\n  because of this")
+
+    monkeypatch.setattr(factory, "from_url", broken)
+    code, _, err = run(capsys, "ls", "thirdparty://x")
+    assert (code, err) == (
+        1,
+        "blobdrivers: error: a third-party driver failed to import; because of this\n",
+    )
+
+
+def test_the_demo_runs_on_a_temporary_store(tmp_path: Path) -> None:
+    demo = Path(__file__).parent.parent / "examples" / "demo.py"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    env["PYTHONPATH"] = os.pathsep.join([str(demo.parent.parent), env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, str(demo)], capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "blobdrivers-demo-" in result.stdout
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()  # the default store untouched
+    assert list(tmp_path.iterdir()) == []

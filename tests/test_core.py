@@ -199,8 +199,10 @@ def test_unknown_driver_lists_available() -> None:
 
 
 def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(factory._BUILTIN, "fake", ("tests.fake_drivers.missing_sdk:Driver", "fake"))
-    with pytest.raises(DriverNotFoundError, match=r'pip install "blobdrivers\[fake\]"'):
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # the registration ends with the test
+    blobdrivers.register("fake", "tests.fake_drivers.missing_sdk:Driver", sdk="fake-sdk", extra="fake")
+    message = r"needs fake-sdk and its dependencies \(module 'definitely_not_an_installed_sdk' is missing\): "
+    with pytest.raises(DriverNotFoundError, match=message + r'pip install "blobdrivers\[fake\]"'):
         blobdrivers.create("fake")
 
 

@@ -8,14 +8,17 @@ Locations
     variable ``BLOBDRIVERS_URL``, else the filesystem driver's default root.
 
     ``cp`` and ``mv`` take two locations or local files: an argument containing
-    ``://`` or starting with ``/`` is a location; ``-`` is stdin or stdout; anything
-    else (``./file``, ``dir/file``, ``file``) is a local file.
+    ``://`` is a location; ``-`` is stdin or stdout; ``~/file``, ``./file``,
+    ``dir/file`` and ``file`` are local files; ``/PATH`` is in the default store
+    unless its first component exists on this machine, which is refused as
+    ambiguous (see :func:`.locations.parse_endpoint`).
 
 Exit codes
     0 success, 1 a storage or I/O error (``blobdrivers: error: ...`` on stderr),
     2 a usage error, 130 interrupted. ``conformance`` passes pytest's code through.
 
-The full reference with examples is ``docs/cli.md``. Here: :func:`main` (parse,
+The full reference with examples is ``docs/cli.md`` (``blobdrivers help cli``,
+installed with the package: :mod:`.docs`). Here: :func:`main` (parse,
 run, report errors); :mod:`.parser` (the argument parser), :mod:`.locations`
 (locations, the stores a command opens), :mod:`.commands`, :mod:`.transfers`
 (copies and moves), :mod:`.sync` and :mod:`.progress` (progress bars).
@@ -52,7 +55,11 @@ __all__ = ["ENV_URL", "LocalFile", "StoreLocation", "build_parser", "main", "par
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Without ``argv`` this process is taken to be the ``blobdrivers`` command, which
+    exits afterwards: writing into any ``memory://`` store then warns that it vanishes.
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser, commands = build_parsers()
     try:
@@ -64,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = bool(getattr(args, "debug", False))
     with _debug_log() if debug else contextlib.nullcontext():
-        return _run(args, debug=debug)
+        return _run(args, debug=debug, one_shot=argv is None)
 
 
-def _run(args: argparse.Namespace, *, debug: bool) -> int:
+def _run(args: argparse.Namespace, *, debug: bool, one_shot: bool) -> int:
     stores: Stores | None = None
     try:
         stores = Stores(args.store or os.environ.get(ENV_URL) or None)
-        return int(args.handler(args, Context(stores, bool(args.quiet))))
+        return int(args.handler(args, Context(stores, bool(args.quiet), one_shot)))
     except UsageError as exc:
         report_error(exc)
         return 2
@@ -82,7 +89,8 @@ def _run(args: argparse.Namespace, *, debug: bool) -> int:
         # The reader of our stdout went away (| head): stop quietly, as cat(1) does.
         _silence_stdout()
         return 141
-    except (StorageError, CommandError, ValueError, OSError) as exc:
+    except (StorageError, CommandError, ValueError, OSError, ImportError) as exc:
+        # ImportError: a third-party driver (entry point) whose own imports fail.
         if debug:
             _print_traceback(exc, stores)
         report_error(exc)

@@ -27,7 +27,7 @@ from .locations import (
     report_error,
     write_conditions,
 )
-from .transfers import move_within, transfer
+from .transfers import basename, move_within, transfer
 
 
 def _time(moment: datetime) -> str:
@@ -50,12 +50,14 @@ def _long_line(info: FileInfo) -> str:
 
 
 def _print_entry(info: FileInfo, *, long: bool, as_json: bool) -> None:
+    # Plain output is the path alone, for ls and ls -r alike (as find(1) prints): marking
+    # directories in a plain ls would cost a stat per child on an object store. -l marks them.
     if as_json:
         print(json.dumps(_info_dict(info)))
     elif long:
         print(_long_line(info))
     else:
-        print(info.path + ("/" if info.is_dir and info.path != "/" else ""))
+        print(info.path)
 
 
 def cmd_drivers(args: argparse.Namespace, ctx: Context) -> int:
@@ -78,7 +80,7 @@ def _driver_row(name: str) -> dict[str, str | None]:
     problem = f'pip install "blobdrivers[{status.extra}]"' if status.extra else status.problem
     notes = [f"alias of {status.alias_of}"] if status.alias_of else []
     detail = "; ".join([*notes, *([problem] if problem else [])]) or None
-    scheme = f"{status.scheme}://" if status.scheme else None
+    scheme = ", ".join(f"{scheme}://" for scheme in status.schemes) or None
     return {"name": name, "scheme": scheme, "status": status.status, "detail": detail, "extra": status.extra}
 
 
@@ -97,7 +99,7 @@ def cmd_conformance(args: argparse.Namespace, ctx: Context) -> int:
         raise
     extra = [*(["-k", args.k] if args.k else []), *args.pytest_args]
     sys.stdout.flush()
-    return int(run_conformance(args.url, large=args.large, extra_args=extra))
+    return int(run_conformance(args.url, large=args.large, verbose=args.verbose, extra_args=extra))
 
 
 def _pytest_available() -> bool:
@@ -162,30 +164,34 @@ def cmd_stat(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
-    """Download a file to a local file, a local directory or stdout."""
+    """Download a file to a local file, a local directory or stdout; ``-r`` a directory's files into a folder.
+
+    Without DEST a file goes into the current directory and a directory into a
+    folder of its own name there (the root of a store: the current directory).
+    """
     src = parse_location(args.location)
-    logical_path(src, allow_root=False)  # a usage error for a bare URL or the root, before any request
-    transfer(ctx, src, LocalFile(args.dest), recursive=False, conditions=WriteConditions())
+    path = logical_path(src, allow_root=args.recursive)  # a bare URL or the root only with -r, before any request
+    dest = args.dest
+    if dest is None:
+        dest = basename(path) if args.recursive and path != "/" else "."
+    transfer(ctx, src, LocalFile(dest), recursive=args.recursive, conditions=WriteConditions())
     return 0
 
 
 def cmd_put(args: argparse.Namespace, ctx: Context) -> int:
     """Upload a local file or stdin, atomically."""
-    transfer(
-        ctx, LocalFile(args.source), parse_location(args.location), recursive=False, conditions=write_conditions(args)
-    )
+    dst = parse_location(args.location)
+    ctx.warn_if_vanishing(dst)
+    transfer(ctx, LocalFile(args.source), dst, recursive=False, conditions=write_conditions(args))
     return 0
 
 
 def cmd_cp(args: argparse.Namespace, ctx: Context) -> int:
     """Copy between any two stores, local files and stdin/stdout."""
-    transfer(
-        ctx,
-        parse_endpoint(args.src),
-        parse_endpoint(args.dst),
-        recursive=args.recursive,
-        conditions=write_conditions(args),
-    )
+    src, dst = parse_endpoint(args.src), parse_endpoint(args.dst)
+    if isinstance(dst, StoreLocation):
+        ctx.warn_if_vanishing(dst)
+    transfer(ctx, src, dst, recursive=args.recursive, conditions=write_conditions(args))
     return 0
 
 
@@ -195,6 +201,8 @@ def cmd_mv(args: argparse.Namespace, ctx: Context) -> int:
     conditions = write_conditions(args)
     if LocalFile("-") in (src, dst):
         raise UsageError("mv cannot use stdin or stdout ('-'); use cp")
+    if isinstance(dst, StoreLocation):
+        ctx.warn_if_vanishing(dst)
     if isinstance(src, StoreLocation) and isinstance(dst, StoreLocation) and ctx.store(src) is ctx.store(dst):
         move_within(ctx.store(src), logical_path(src, allow_root=True), dst, conditions)
         return 0

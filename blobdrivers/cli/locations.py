@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 
 from .. import factory
 from ..driver import StorageDriver
 from ..errors import StorageError
+from ..redaction import redact_url
 from .progress import Progress, progress_wanted
 
 PROG = "blobdrivers"
@@ -25,12 +28,17 @@ class CommandError(Exception):
 
 
 def report_error(exc: BaseException) -> None:
-    """Print ``blobdrivers: error: MESSAGE`` for ``exc`` on stderr."""
+    """Print ``blobdrivers: error: MESSAGE`` for ``exc`` on stderr, on one line whatever the message holds."""
     if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.strerror:
         message = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     else:
         message = str(exc) or type(exc).__name__
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by ``; `` (a driver's or SDK's message may span several)."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 @dataclass(frozen=True)
@@ -62,12 +70,29 @@ def parse_location(text: str) -> StoreLocation:
 
 
 def parse_endpoint(text: str) -> Endpoint:
-    """A ``cp``/``mv`` argument: a location (``URL#PATH`` or ``/PATH``), ``-``, or a local file."""
+    """A ``cp``/``mv`` argument: a store location, ``-`` (stdin/stdout) or a local file.
+
+    ``URL#PATH`` (anything containing ``://``) is a location, ``-`` is stdin/stdout,
+    ``~``, ``./``, ``../`` and other relative paths are local files. A bare ``/PATH`` is a
+    path in the default store only while its first component does not exist on this
+    machine: ``/tmp/out`` could mean either, so it is a :class:`UsageError` naming
+    both spellings rather than a guess that writes into the default store.
+    """
     if text == "-":
         return LocalFile("-")
-    if "://" in text or text.startswith("/"):
+    if "://" in text:
         return parse_location(text)
-    return LocalFile(text)
+    if text.startswith("~"):
+        return LocalFile(os.path.expanduser(text))
+    if not text.startswith("/"):
+        return LocalFile(text)
+    top = "/" + text.lstrip("/").split("/", 1)[0]
+    if os.path.lexists(top):
+        raise UsageError(
+            f"{text!r} is ambiguous: {top} exists on this machine, but a bare /PATH is a path in the default store;"
+            f" write {os.path.relpath(text)!r} for the local path, or URL#{text} for the store"
+        )
+    return StoreLocation(None, text)
 
 
 def logical_path(location: StoreLocation, *, allow_root: bool) -> str:
@@ -100,6 +125,11 @@ class Stores:
         self._default_url = default_url or None
         self._drivers: dict[str | None, StorageDriver] = {}
 
+    @property
+    def default_url(self) -> str | None:
+        """The default store's URL (``None``: the filesystem driver's default root)."""
+        return self._default_url
+
     def drivers(self) -> list[StorageDriver]:
         """The drivers created so far."""
         return list(self._drivers.values())
@@ -117,10 +147,38 @@ class Stores:
 
 @dataclass
 class Context:
-    """What every command runs with: the stores it opened and whether progress bars are hidden."""
+    """What every command runs with: the stores it opened, whether progress bars are hidden.
+
+    ``one_shot`` is true when this process is the ``blobdrivers`` command itself (it
+    exits after the command), false when a program calls :func:`main` with its own
+    arguments and keeps running.
+    """
 
     stores: Stores
     quiet: bool
+    one_shot: bool = False
+    _warned: set[str] = field(default_factory=set)
+
+    def warn_if_vanishing(self, location: StoreLocation) -> None:
+        """Warn once on stderr when ``location``'s store keeps what is written only in this process's memory.
+
+        A ``memory://`` URL without a name is private to this command; a named one
+        lives as long as the process, so for the one-shot command it too ends now.
+        """
+        driver = self.store(location)
+        if driver.name != "inmemory":
+            return
+        url = location.url or self.stores.default_url or ""
+        private = not urllib.parse.urlsplit(url).netloc
+        if (not private and not self.one_shot) or url in self._warned:
+            return
+        self._warned.add(url)
+        shown = redact_url(url.split("#", 1)[0], set(driver.secret_params))
+        why = "has no name, so it is private to this command" if private else "is held in this process's memory"
+        print(
+            f"{PROG}: warning: the in-memory store {shown} {why}: what is written there is gone when the command ends",
+            file=sys.stderr,
+        )
 
     def progress(self, label: str, total: int | None) -> Progress:
         """A progress bar for one transfer, shown only on a terminal and without ``--quiet``."""

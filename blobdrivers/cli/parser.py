@@ -19,6 +19,7 @@ from .commands import (
     cmd_stat,
     cmd_url,
 )
+from .docs import cmd_help
 from .locations import ENV_URL, PROG, Context
 from .sync import add_sync_parser
 
@@ -68,7 +69,8 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect blob stores and move data between them. Stores are selected by URL.",
-        epilog=LOCATION_HELP + "\n\nRun 'blobdrivers COMMAND --help' for each command. Reference: docs/cli.md",
+        epilog=LOCATION_HELP
+        + "\n\nRun 'blobdrivers COMMAND --help' for each command; 'blobdrivers help cli' for the reference.",
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -117,7 +119,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         "pytest; put pytest options that take a value after '--'.\n\n"
         "examples:\n"
         "  blobdrivers conformance\n"
-        "  blobdrivers conformance memory://\n"
+        "  blobdrivers conformance -v memory://\n"
         "  blobdrivers conformance 's3://bucket/ci?regionendpoint=http://localhost:9000' -k writer\n"
         "  blobdrivers conformance file:///mnt/nfs/store --large -- -x --maxfail 3",
         store=False,
@@ -125,15 +127,17 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     sub.add_argument("url", nargs="?", metavar="URL", help="store URL (default: filesystem in a temporary folder)")
     sub.add_argument("--large", action="store_true", help="add the multi-GiB streamed round trip")
     sub.add_argument("-k", metavar="EXPR", help="run only the tests matching this pytest expression")
+    sub.add_argument("-v", "--verbose", action="store_true", help="show each test's name and outcome")
 
     sub = command(
         "ls",
         cmd_ls,
         "List the children of a directory (the root by default); -r lists everything below it.",
         LOCATION_HELP + "\n\n"
-        "Plain output is one path per line. -l adds the type (d or -), the size in bytes and the\n"
-        "modification time (UTC); directories end in '/'. --json prints one JSON object per line\n"
-        "with path, is_dir, size, modified and etag. ls of a file shows that file.\n\n"
+        "Plain output is one path per line, with or without -r. -l adds the type (d or -), the\n"
+        "size in bytes and the modification time (UTC), and ends directories in '/'. --json\n"
+        "prints one JSON object per line with path, is_dir, size, modified and etag. ls of a\n"
+        "file shows that file.\n\n"
         "examples:\n"
         "  blobdrivers ls\n"
         "  blobdrivers ls -l /docs\n"
@@ -157,13 +161,19 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         "get",
         cmd_get,
         "Download a file to a local file (written atomically), into a local directory, or to stdout ('-').",
-        LOCATION_HELP + "\n\nexamples:\n"
+        LOCATION_HELP + "\n\n"
+        "DEST is always on the local machine. With -r a directory's files are written below\n"
+        "DEST (DEST/relative/path); without DEST into ./NAME, NAME being the directory's name.\n\n"
+        "examples:\n"
         "  blobdrivers get /docs/a.txt              # ./a.txt\n"
         "  blobdrivers get /docs/a.txt /tmp/b.txt\n"
+        "  blobdrivers get -r /docs                 # ./docs/...\n"
+        "  blobdrivers get -r /docs /tmp/docs-copy\n"
         "  blobdrivers get memory://t#/a - | sha256sum",
     )
-    sub.add_argument("location", metavar="LOCATION", help="the file to download")
-    sub.add_argument("dest", nargs="?", default=".", metavar="DEST", help="local file, directory or - (default: .)")
+    sub.add_argument("location", metavar="LOCATION", help="the file (with -r: directory) to download")
+    sub.add_argument("dest", nargs="?", metavar="DEST", help="local file, directory or - (default: ., with -r ./NAME)")
+    sub.add_argument("-r", "--recursive", action="store_true", help="download the files below a directory")
 
     sub = command(
         "put",
@@ -187,11 +197,13 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         cmd_cp,
         "Copy a file (or with -r a directory tree) between any two stores, local files and stdin/stdout.",
         LOCATION_HELP + "\n\n"
-        "SRC and DST are locations (containing :// or starting with /), local files\n"
-        "(./file, dir/file, file) or '-' for stdin/stdout. Data streams through in bounded\n"
-        "memory; each file is published atomically. A DST ending in '/', the root or an existing\n"
-        "directory receives the file under its own name. With -r a directory's files are copied\n"
-        "below DST (DST/relative/path), between store locations only.\n\n"
+        "SRC and DST are store locations (URL#PATH, or /PATH in the default store), local\n"
+        "files (./file, ../dir/file, dir/file, ~/file) or '-' for stdin/stdout. A /PATH whose\n"
+        "first component exists on this machine (/tmp/x, /home/...) is refused as ambiguous:\n"
+        "write it relative for the local file or URL#/PATH for the store. Data streams through\n"
+        "in bounded memory; each file is published atomically. A DST ending in '/', the root or\n"
+        "an existing directory receives the file under its own name. With -r a store\n"
+        "directory's files are copied below DST (DST/relative/path), a store or local folder.\n\n"
         "examples:\n"
         "  blobdrivers cp /docs/a.txt /archive/a.txt\n"
         "  blobdrivers cp file:///srv/a#/docs/a.txt 's3://bucket/b?region=eu-west-1#/docs/'\n"
@@ -268,6 +280,14 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     sub.add_argument("--older-than", type=_age, default=86400, metavar="DURATION", help="minimum age (default 1d)")
 
     subparsers["sync"] = add_sync_parser(commands, parents=[common])
+
+    help_epilog = (
+        "The pages are the docs of the installed version (no network, no source checkout).\n\n"
+        "examples:\n  blobdrivers help\n  blobdrivers help cli\n  blobdrivers help s3 | less"
+    )
+    summary = "Print a page of the documentation installed with the package (without TOPIC: the topics)."
+    sub = command("help", cmd_help, summary, help_epilog, store=False)
+    sub.add_argument("topic", nargs="?", metavar="TOPIC", help="a topic: cli, contract, configuration, s3, ...")
     return parser, subparsers
 
 

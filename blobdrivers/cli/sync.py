@@ -52,7 +52,7 @@ def add_sync_parser(
             "  blobdrivers sync file:///var/lib/registry 's3://mirror/registry?region=eu-west-1'\n"
             "  blobdrivers sync s3://old azure://new --delete --compare etag --concurrency 32\n"
             "  blobdrivers sync file:///srv/a file:///srv/b --dry-run --json\n"
-            "Reference: docs/replication.md"
+            "Reference: blobdrivers help replication"
         ),
     )
     parser.add_argument("source", metavar="SRC_URL", help="store to copy from")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO, Protocol, cast
 
 from ..driver import StorageDriver
-from ..errors import PathNotFoundError
+from ..errors import PathNotFoundError, StorageError
 from ..listing import FileInfo
 from .locations import (
     CommandError,
@@ -68,20 +68,27 @@ def transfer(
             driver.delete(path)
         return
     if not recursive:
-        raise CommandError(f"{path} is a directory (cp -r copies what is below a directory)")
-    if not isinstance(dst, StoreLocation):
-        raise CommandError("a directory is copied only to a store location, not to local files")
-    target = logical_path(dst, allow_root=True)
-    if ctx.store(dst) is driver:
-        refuse_nesting(path, target)
+        raise CommandError(f"{path} is a directory (cp -r and get -r copy what is below a directory)")
+    if dst == LocalFile("-"):
+        raise CommandError(f"{path} is a directory; a directory cannot be written to stdout")
+    destination = _tree_destination(ctx, driver, path, dst)
     for entry in driver.walk(path):
         if entry.is_dir:
             continue
         relative = entry.path[len(path) + 1 :] if path != "/" else entry.path[1:]
-        destination = StoreLocation(dst.url, join_path(target, relative))
-        copy_file(ctx, StoreLocation(src.url, entry.path), entry, destination, conditions, exact=True)
+        copy_file(ctx, StoreLocation(src.url, entry.path), entry, destination(relative), conditions, exact=True)
         if delete_source:
             driver.delete(entry.path)
+
+
+def _tree_destination(ctx: Context, driver: StorageDriver, path: str, dst: Endpoint) -> Callable[[str], Endpoint]:
+    """Where each file of the directory ``path`` goes, by its path relative to it: below ``dst``."""
+    if isinstance(dst, LocalFile):
+        return lambda relative: LocalFile(os.path.join(dst.path, *relative.split("/")))
+    target = logical_path(dst, allow_root=True)
+    if ctx.store(dst) is driver:
+        refuse_nesting(path, target)
+    return lambda relative: StoreLocation(dst.url, join_path(target, relative))
 
 
 def move_within(driver: StorageDriver, src: str, dst: StoreLocation, conditions: WriteConditions) -> None:
@@ -141,7 +148,9 @@ def copy_file(
             _pump(reader, out.write, progress)
             out.flush()
     else:
-        local_target = _local_destination(dst.path, name)
+        local_target = dst.path if exact else _local_destination(dst.path, name)
+        if exact:  # a file of a directory tree: its folders are created as needed
+            os.makedirs(os.path.dirname(os.path.abspath(local_target)), exist_ok=True)
         with _open_source(ctx, src, info) as (reader, total), ctx.progress(label, total) as progress:
             _write_local(local_target, reader, progress)
 
@@ -207,19 +216,41 @@ def _pump(reader: _Readable, write: Callable[[memoryview], object], progress: Pr
 
 
 def _write_local(path: str, reader: _Readable, progress: Progress) -> None:
-    """Write a local file atomically: a temporary file next to it, renamed over it once complete."""
+    """Write a local file atomically: a temporary file next to it, renamed over it once complete.
+
+    A local error names ``path``, the user's target, never the temporary file.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    with _naming(path):
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
-            _pump(reader, out.write, progress)
-            out.flush()
-            os.fsync(out.fileno())
+
+            def write(data: memoryview) -> None:
+                with _naming(path):
+                    out.write(data)
+
+            _pump(reader, write, progress)
+            with _naming(path):
+                out.flush()
+                os.fsync(out.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
+        with _naming(path):
+            os.chmod(temp, 0o666 & ~umask)
+            os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+
+
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """Re-raise a local :class:`OSError` as the same error about ``path`` (errors of the store pass through)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from .. import paths
+from ..capabilities import Capability
 from ..conditions import Conditions
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError, PreconditionFailedError
@@ -81,6 +82,9 @@ class InMemoryDriver(StorageDriver):
     """Blobs held in process memory; ``name`` shares one store between instances."""
 
     name = "inmemory"
+    url_schemes = ("memory",)
+    url_host_param = "name"
+    declared_capabilities = frozenset(Capability) - {Capability.SIGNED_READ_URLS, Capability.SIGNED_PUT_URLS}
     _stores: ClassVar[dict[str, _Store]] = {}
     _stores_lock: ClassVar[threading.Lock] = threading.Lock()
 

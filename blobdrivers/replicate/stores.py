@@ -2,7 +2,7 @@
 
 Everything here reads the stores through the driver contract
 (:meth:`~blobdrivers.driver.StorageDriver.identity`, ``same_store``,
-``shares_store``, ``rooted_at``, ``missing_root`` and the ``copies_in_store``
+``shares_store``, ``rooted_at``, ``missing_root`` and the ``SERVER_SIDE_CAT``
 capability), so it
 serves third-party drivers as it serves the built-in ones.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import paths
+from ..capabilities import Capability
 from ..driver import StorageDriver
 from ..errors import StorageError
 
@@ -58,12 +59,12 @@ def server_side_copier(source: StorageDriver, target: StorageDriver) -> Callable
     """A function copying one path from source to target inside the store, or ``None``.
 
     Only when both drivers address the same store (``shares_store``) and
-    its ``cat`` copies inside the store (``copies_in_store``; a filesystem's copies
+    its ``cat`` copies inside the store (``Capability.SERVER_SIDE_CAT``; a filesystem's copies
     through this process anyway). The copy is the store's own ``cat(dst, [src])``
     on a driver rooted where both roots meet: one source is a server-side copy on
     object stores, and atomic everywhere.
     """
-    if not (source.copies_in_store and target.copies_in_store):
+    if Capability.SERVER_SIDE_CAT not in source.capabilities & target.capabilities:
         return None
     source_root, target_root = _root(source), _root(target)
     if not source.shares_store(target) or source_root is None or target_root is None:

@@ -27,8 +27,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def run_conformance(url: str | None, *, large: bool = False, extra_args: Sequence[str] = ()) -> int:
-    """Run the suite against the store at ``url`` (default: filesystem in a temp folder); return pytest's exit code."""
+def run_conformance(
+    url: str | None, *, large: bool = False, verbose: bool = False, extra_args: Sequence[str] = ()
+) -> int:
+    """Run the suite against the store at ``url`` (default: filesystem in a temp folder); return pytest's exit code.
+
+    The URL is resolved (and the store listed) once, first: a bad URL or an
+    unreachable store is one line on stderr and exit code 2, before any test. The
+    report's header names the store and the capabilities tested.
+    ``verbose`` lists each test's name and outcome.
+    """
     import pytest
 
     from . import plugin
@@ -40,7 +48,7 @@ def run_conformance(url: str | None, *, large: bool = False, extra_args: Sequenc
         str(suite.with_name("conformance.ini")),
         "--rootdir",
         str(suite.parent),
-        "-q",
+        "-v" if verbose else "-q",
         "-rfEs",
         "--blobdrivers-url",
         url or "",
@@ -48,7 +56,9 @@ def run_conformance(url: str | None, *, large: bool = False, extra_args: Sequenc
         *extra_args,
     ]
     plugins: list[object] = [] if _plugin_loaded_by_entry_point() else [plugin]
-    return int(pytest.main(args, plugins=plugins))
+    code = pytest.main(args, plugins=plugins)
+    # The plugin resolves the URL at configure time: a bad one is pytest's usage error, one line on stderr.
+    return 2 if code == pytest.ExitCode.USAGE_ERROR else int(code)
 
 
 def _plugin_loaded_by_entry_point() -> bool:

@@ -2,39 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
+from ..capabilities import Capability
 from ..driver import StorageDriver
-from ..errors import PathNotFoundError, PreconditionFailedError, UnsupportedMethodError
-from .helpers import SuiteBase, race
+from ..errors import PathNotFoundError, PreconditionFailedError
+from .helpers import SuiteBase, payload, race, require_declared
 
 
 class ConditionContract(SuiteBase):
-    """A condition holds or the operation fails with PreconditionFailedError; unsupported ones skip, saying so."""
+    """A condition holds or the operation fails with PreconditionFailedError; undeclared ones are skipped."""
 
     # ------------------------------------------------------------------ conditions
 
-    def _conditional(self, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except UnsupportedMethodError as exc:
-            pytest.skip(f"driver declares this condition unsupported: {exc}")
-
     def test_put_if_none_match(self, store: StorageDriver) -> None:
-        self._conditional(lambda: store.put("/c", b"first", if_none_match="*"))
+        require_declared(store, Capability.IF_NONE_MATCH)
+        store.put("/c", b"first", if_none_match="*")
         with pytest.raises(PreconditionFailedError):
             store.put("/c", b"second", if_none_match="*")
         assert store.get("/c") == b"first"
         store.delete("/c")
 
     def test_put_if_match(self, store: StorageDriver) -> None:
+        require_declared(store, Capability.IF_MATCH)
         store.put("/c", b"v1")
         etag = store.stat("/c").etag
         assert etag
-        self._conditional(lambda: store.put("/c", b"v2", if_match=etag))
+        store.put("/c", b"v2", if_match=etag)
         assert store.get("/c") == b"v2"
         with pytest.raises(PreconditionFailedError):
             store.put("/c", b"v3", if_match=etag)
@@ -53,27 +47,43 @@ class ConditionContract(SuiteBase):
             store.stat("/c")
 
     def test_writer_commit_and_move_conditions(self, store: StorageDriver) -> None:
+        require_declared(store, Capability.IF_NONE_MATCH, Capability.RESUMABLE_WRITERS)
         store.put("/taken", b"taken")
         writer = store.writer("/taken")
         writer.write(b"new")
-        with pytest.raises((PreconditionFailedError, UnsupportedMethodError)):
+        with pytest.raises(PreconditionFailedError):
             writer.commit(if_none_match="*")
         assert store.get("/taken") == b"taken"
         assert writer.closed
         store.writer("/taken", append=True).cancel()
         store.put("/src", b"src")
-        with pytest.raises((PreconditionFailedError, UnsupportedMethodError)):
+        with pytest.raises(PreconditionFailedError):
             store.move("/src", "/taken", if_none_match="*")
         assert store.get("/taken") == b"taken"
         assert store.get("/src") == b"src"
-        self._conditional(lambda: store.move("/src", "/free", if_none_match="*"))
+        store.move("/src", "/free", if_none_match="*")
         assert store.get("/free") == b"src"
         for path in ("/taken", "/free"):
             store.delete(path)
 
+    def test_streamed_writer_commits_under_conditions(self, store: StorageDriver) -> None:
+        require_declared(
+            store, Capability.IF_NONE_MATCH, Capability.CONDITIONAL_STREAMED_COMMIT, Capability.RESUMABLE_WRITERS
+        )
+        content = payload(self.multi_chunk(store))
+        writer = store.writer("/s")
+        writer.write(content)
+        writer.commit(if_none_match="*")
+        assert store.get("/s") == content
+        writer = store.writer("/s")
+        writer.write(content)
+        with pytest.raises(PreconditionFailedError):
+            writer.commit(if_none_match="*")
+        store.writer("/s", append=True).cancel()
+        store.delete("/s")
+
     def test_racing_put_if_none_match_has_one_winner(self, store: StorageDriver) -> None:
-        self._conditional(lambda: store.put("/probe", b"", if_none_match="*"))
-        store.delete("/probe")
+        require_declared(store, Capability.IF_NONE_MATCH)
         results = race(16, lambda i: store.put("/race", f"writer {i}".encode(), if_none_match="*"))
         winners = [i for i, result in enumerate(results) if result is None]
         losers = [result for result in results if result is not None]

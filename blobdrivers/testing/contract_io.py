@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from ..capabilities import Capability
 from ..driver import StorageDriver
-from ..errors import InvalidOffsetError, PathNotFoundError, UnsupportedMethodError, WriterClosedError
+from ..errors import InvalidOffsetError, PathNotFoundError, WriterClosedError
 from ..listing import FileInfo
-from .helpers import SuiteBase, fetch, payload, race, reopen
+from .helpers import SuiteBase, fetch, needs, payload, race, reopen
 
 
 class ReadWriteContract(SuiteBase):
@@ -186,6 +187,7 @@ class ReadWriteContract(SuiteBase):
         assert store.get("/w") == b"data"
         store.delete("/w")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_exception_in_writer_block_publishes_nothing_and_keeps_progress(self, store: StorageDriver) -> None:
         store.put("/w", b"old")
         with pytest.raises(RuntimeError), store.writer("/w") as writer:
@@ -199,6 +201,7 @@ class ReadWriteContract(SuiteBase):
         assert store.get("/w") == b"partial and the rest"
         store.delete("/w")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_resume_small_appends_in_new_instances(self, store: StorageDriver) -> None:
         expected = b""
         writer = store.writer("/w")
@@ -213,6 +216,7 @@ class ReadWriteContract(SuiteBase):
         assert store.get("/w") == expected
         store.delete("/w")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_resume_multi_chunk_appends_in_new_instances(self, store: StorageDriver) -> None:
         chunk = store.chunk_size
         pieces = [payload(n, seed=n) for n in (chunk + 13, 2 * chunk - 1, chunk // 3, chunk)]
@@ -230,6 +234,7 @@ class ReadWriteContract(SuiteBase):
         assert hashlib.sha256(got).digest() == hashlib.sha256(b"".join(pieces)).digest()
         store.delete("/w")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_zero_length_writer_then_append(self, store: StorageDriver) -> None:
         store.writer("/z").commit()
         assert store.get("/z") == b""
@@ -241,6 +246,7 @@ class ReadWriteContract(SuiteBase):
         assert store.get("/z") == b"appended"
         store.delete("/z")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_append_to_committed_content(self, store: StorageDriver) -> None:
         head = payload(store.chunk_size + 5, seed=9)
         store.put("/a", head)
@@ -252,10 +258,12 @@ class ReadWriteContract(SuiteBase):
         assert store.get("/a") == head + b"tail"
         store.delete("/a")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_append_with_nothing_there(self, store: StorageDriver) -> None:
         with pytest.raises(PathNotFoundError):
             store.writer("/nothing", append=True)
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_writer_state_machine(self, store: StorageDriver) -> None:
         writer = store.writer("/w")
         writer.write(b"x")
@@ -277,6 +285,7 @@ class ReadWriteContract(SuiteBase):
                 call()
         store.delete("/w")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_cancel_publishes_nothing_and_drops_progress(self, store: StorageDriver) -> None:
         store.put("/c", b"committed")
         writer = store.writer("/c")
@@ -317,14 +326,10 @@ class ReadWriteContract(SuiteBase):
 
     # ------------------------------------------------------------------ url_for
 
+    @needs(Capability.SIGNED_READ_URLS)
     def test_url_for(self, store: StorageDriver) -> None:
         store.put("/u", b"fetch me")
-        try:
-            url = store.url_for("/u")
-        except UnsupportedMethodError as exc:
-            assert exc.driver == store.name
-            store.delete("/u")
-            return
+        url = store.url_for("/u")
         status, _, body = fetch(url)
         assert (status, body) == (200, b"fetch me")
         head_url = store.url_for("/u", method="HEAD", expires_in=60)
@@ -332,6 +337,16 @@ class ReadWriteContract(SuiteBase):
         assert status == 200
         assert int({k.lower(): v for k, v in headers.items()}["content-length"]) == 8
         store.delete("/u")
+
+    @needs(Capability.SIGNED_PUT_URLS)
+    def test_put_url(self, store: StorageDriver) -> None:
+        """A plain HTTP PUT of the bytes (with these two headers) to the URL publishes them."""
+        url = store.url_for("/up", method="PUT", expires_in=300)
+        headers = {"Content-Type": "application/octet-stream", "x-ms-blob-type": "BlockBlob"}
+        status, _, _ = fetch(url, "PUT", b"uploaded", headers)
+        assert 200 <= status < 300
+        assert store.get("/up") == b"uploaded"
+        store.delete("/up")
 
     def test_url_for_arguments_are_checked(self, store: StorageDriver) -> None:
         store.put("/u", b"x")

@@ -8,9 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from .. import paths
+from ..capabilities import Capability
 from ..driver import StorageDriver
 from ..errors import InvalidPathError, PathNotFoundError
-from .helpers import SuiteBase, payload, reopen
+from .helpers import SuiteBase, needs, payload, reopen
 
 #: Writes a raw key (relative to the driver's root, no leading slash) bypassing the
 #: driver; returns False for a key the backend cannot hold (e.g. ``a//b`` on a disk).
@@ -179,6 +180,7 @@ class NamespaceContract(SuiteBase):
         assert_namespace(store, {"/tenant/b", "/tenant/c"})
         store.delete("/tenant")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_deleting_the_parents_path_drops_the_childs_parked_writers(self, store: StorageDriver) -> None:
         """A child's parked writer is the child's data: it goes with the parent's directory."""
         child = _child_with_a_parked_writer_deleted_by_its_parent(store)
@@ -186,6 +188,7 @@ class NamespaceContract(SuiteBase):
             child.writer("/w", append=True)  # nothing parked, nothing committed
         assert_namespace(store, set(), {"/tenant"})
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_a_directory_delete_keeps_the_sessions_parked_for_its_own_paths(self, store: StorageDriver) -> None:
         """A parked session is bookkeeping, not a file: deleting its path's folder leaves it to be resumed."""
         staged = payload(self.multi_chunk(store), seed=7)
@@ -204,6 +207,7 @@ class NamespaceContract(SuiteBase):
 
     # ------------------------------------------------------------------ key length
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_over_long_paths_are_invalid_before_any_request(self, store: StorageDriver) -> None:
         room = store.max_path_bytes()
         component = store.max_component_bytes or 200

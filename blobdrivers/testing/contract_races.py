@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
+from ..capabilities import Capability
 from ..driver import RacePoint, StorageDriver
-from ..errors import PathNotFoundError, PreconditionFailedError, StorageError, UnsupportedMethodError
-from .helpers import StatLoop, SuiteBase, payload, race, reopen
+from ..errors import PathNotFoundError, PreconditionFailedError, StorageError
+from .helpers import StatLoop, SuiteBase, condition_capabilities, payload, race, reopen, require_declared
 
 #: Seconds a race hook waits for the second client's call to finish inside the window. A correct
 #: driver passes whatever the value; it only bounds how long a driver that lets the call in gets to
@@ -96,6 +97,7 @@ class RaceContract(SuiteBase):
         self, store: StorageDriver, conditions: dict[str, str]
     ) -> None:
         """A put to the source landing after the move copied it survives there: "move, then put"."""
+        require_declared(store, *condition_capabilities(conditions))
         old, new = payload(3000, seed=1), payload(2000, seed=2)
         store.put("/src", old)
         other = reopen(store)
@@ -104,8 +106,6 @@ class RaceContract(SuiteBase):
         try:
             try:
                 store.move("/src", "/dst", **conditions)
-            except UnsupportedMethodError as exc:
-                pytest.skip(f"driver declares this condition unsupported: {exc}")
             finally:
                 del store.race_hooks["move.copied"]
             assert putter.outcome() is None, f"the put to the source failed: {putter.error!r}"
@@ -118,6 +118,7 @@ class RaceContract(SuiteBase):
 
     def test_conditional_put_and_move_are_linearizable(self, store: StorageDriver) -> None:
         """put(src, if_match=E) racing move(src, dst) ends as "put, move" or "move, put"."""
+        require_declared(store, Capability.IF_MATCH)
         old, new = payload(3000, seed=3), payload(2000, seed=4)
         store.put("/src", old)
         etag = store.stat("/src").etag
@@ -129,8 +130,6 @@ class RaceContract(SuiteBase):
         try:
             try:
                 store.put("/src", new, if_match=etag)
-            except UnsupportedMethodError as exc:
-                pytest.skip(f"driver declares this condition unsupported: {exc}")
             except PreconditionFailedError as exc:
                 put_error = exc
             finally:
@@ -163,12 +162,16 @@ class RaceContract(SuiteBase):
         refused: set[bytes] = set()
         unexpected: list[Exception] = []
         lock = threading.Lock()
+        conditional = {"put_if_match": Capability.IF_MATCH, "put_if_none_match": Capability.IF_NONE_MATCH}
+        actions = [
+            a for a in ("put", *conditional, "move", "delete") if conditional.get(a) in {None, *store.capabilities}
+        ]
 
         def worker(index: int) -> None:
             rng = random.Random(index)
             for n in range(rounds):
                 content = f"thread {index} round {n}".encode()
-                action = rng.choice(("put", "put_if_match", "put_if_none_match", "move", "delete"))
+                action = rng.choice(actions)
                 try:
                     if action == "put":
                         store.put("/a", content)
@@ -184,7 +187,7 @@ class RaceContract(SuiteBase):
                         store.move("/a", "/b")
                     else:
                         store.delete(rng.choice(("/a", "/b")))
-                except (PreconditionFailedError, UnsupportedMethodError):
+                except PreconditionFailedError:
                     if action.startswith("put"):
                         with lock:
                             refused.add(content)

@@ -15,10 +15,11 @@ import threading
 
 import pytest
 
+from ..capabilities import Capability
 from ..driver import RacePoint, StorageDriver
 from ..errors import StorageError
 from ..writer import Writer
-from .helpers import SuiteBase, payload, reopen
+from .helpers import SuiteBase, needs, payload, reopen
 
 _NOT_REACHED = "the driver never reached the 'part.upload' race point (it sends no parts)"
 
@@ -44,6 +45,7 @@ class WriterIsolationContract(SuiteBase):
         assert store.get("/w") == second
         store.delete("/w")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_a_writer_never_touches_a_multipart_put_in_flight(self, store: StorageDriver) -> None:
         old = payload(100, seed=3)
         store.put("/p", old)
@@ -79,6 +81,7 @@ class WriterIsolationContract(SuiteBase):
         assert store.get("/p") == data
         store.delete("/p")
 
+    @needs(Capability.RESUMABLE_WRITERS)
     def test_resume_after_a_failed_part_holds_only_what_its_own_session_wrote(self, store: StorageDriver) -> None:
         part = store.chunk_size
         seen: list[int] = []

@@ -13,8 +13,12 @@ from typing import Any
 
 import pytest
 
+from ..capabilities import Capability
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError
+
+#: Where the plugin keeps each test item's call-phase report, so teardown checks know the test failed.
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
 
 
 def payload(size: int, seed: int = 0) -> bytes:
@@ -31,11 +35,31 @@ def reopen(driver: StorageDriver) -> StorageDriver:
     return fresh
 
 
-def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+def fetch(
+    url: str, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and body of a plain HTTP request to ``url``."""
-    request = urllib.request.Request(url, method=method)
+    request = urllib.request.Request(url, method=method, data=data, headers=headers or {})
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, dict(response.headers), response.read()
+
+
+def needs(*capabilities: Capability) -> pytest.MarkDecorator:
+    """Mark a test as needing ``capabilities``: on a driver not declaring one it is skipped, saying which."""
+    return pytest.mark.blobdrivers_needs(*capabilities)
+
+
+def require_declared(driver: StorageDriver, *capabilities: Capability) -> None:
+    """Skip the test, by declaration, unless ``driver`` declares every one of ``capabilities``."""
+    for capability in capabilities:
+        if capability not in driver.capabilities:
+            pytest.skip(f"driver does not declare {capability.value}")
+
+
+def condition_capabilities(conditions: dict[str, str]) -> list[Capability]:
+    """The capabilities a call with these keyword conditions needs."""
+    needed = {"if_none_match": Capability.IF_NONE_MATCH, "if_match": Capability.IF_MATCH}
+    return [needed[key] for key in conditions]
 
 
 def race(count: int, fn: Callable[[int], Any]) -> list[Any]:
@@ -111,14 +135,27 @@ class SuiteBase:
         """Override: a driver on an empty store."""
         raise NotImplementedError("subclass DriverConformance and define the `driver` fixture")
 
+    @pytest.fixture(autouse=True)
+    def _declared(self, request: pytest.FixtureRequest) -> None:
+        """Skip a test marked with :func:`needs` when the driver lacks a capability it needs."""
+        marker = request.node.get_closest_marker("blobdrivers_needs")
+        if marker is not None:
+            require_declared(request.getfixturevalue("driver"), *marker.args)
+
     @pytest.fixture
-    def store(self, driver: StorageDriver) -> Iterator[StorageDriver]:
-        """The driver under test; after the test the store must be empty again."""
+    def store(self, driver: StorageDriver, request: pytest.FixtureRequest) -> Iterator[StorageDriver]:
+        """The driver under test; after a passing test the store must be empty again.
+
+        Files a failed test left are removed without a second report: the failure
+        is the one report of that test.
+        """
         yield driver
         left = [info.path for info in driver.walk("/") if not info.is_dir]
         for path in left:
             driver.delete(path)
-        assert not left, f"the test left files behind: {left[:10]}"
+        report = request.node.stash.get(CALL_REPORT, None)
+        if report is None or report.passed:
+            assert not left, f"the test left files behind: {left[:10]}"
 
     @staticmethod
     def multi_chunk(driver: StorageDriver) -> int:

@@ -7,9 +7,20 @@ and the ``large`` marker; tests marked ``large`` run only with ``--blobdrivers-l
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
+
+from ..capabilities import Capability
+from ..driver import StorageDriver
+from ..errors import StorageError
+from ..factory import from_url
+from ..redaction import redact_url
+from .helpers import CALL_REPORT
+
+#: The store ``--blobdrivers-url`` names, resolved once at configure time.
+STORE = pytest.StashKey[StorageDriver]()
 
 URL_SUITE = Path(__file__).with_name("url_suite.py")
 
@@ -34,10 +45,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the marker; with a URL, add the URL-driven suite to what is collected."""
+    """Declare the markers; with a URL, resolve it (a bad one is a UsageError) and add the URL-driven suite."""
     config.addinivalue_line("markers", "large: multi-GiB tests, run only with --blobdrivers-large")
-    if config.getoption("blobdrivers_url") and str(URL_SUITE) not in config.args:
+    config.addinivalue_line("markers", "blobdrivers_needs(*capabilities): skipped unless the driver declares them")
+    url = config.getoption("blobdrivers_url")
+    if not url:
+        return
+    try:
+        config.stash[STORE] = from_url(url)
+    except StorageError as exc:
+        raise pytest.UsageError(f"--blobdrivers-url {redact_url(url)}: {exc}") from None
+    problem = store_problem(config.stash[STORE])
+    if problem is not None:
+        raise pytest.UsageError(f"--blobdrivers-url {redact_url(url)}: {problem}")
+    if str(URL_SUITE) not in config.args:
         config.args.append(str(URL_SUITE))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say which store the run tests, and which capabilities (the others are checked to be refused), even with -q."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for line in store_lines(session.config):
+            reporter.write_line(line)
+
+
+def store_lines(config: pytest.Config) -> list[str]:
+    """The lines naming the store under test (secrets masked) and its declared and undeclared capabilities."""
+    store = config.stash.get(STORE, None)
+    if store is None:
+        return []
+    declared = sorted(capability.value for capability in store.capabilities)
+    undeclared = sorted(capability.value for capability in Capability if capability not in store.capabilities)
+    return [
+        f"blobdrivers store: {store.identity()} ({store!r})",
+        f"blobdrivers capabilities tested: {', '.join(declared) or 'none'}",
+        f"blobdrivers capabilities not declared: {', '.join(undeclared) or 'none'}",
+    ]
+
+
+def store_problem(store: str | StorageDriver) -> str | None:
+    """Why the store (or the store URL) cannot be tested, as one line, or ``None`` when it answers a listing."""
+    try:
+        driver = from_url(store) if isinstance(store, str) else store
+        driver.list("/")
+    except StorageError as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,3 +102,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "large" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep the call phase's report on the item: the suite's teardown checks skip a test that already failed."""
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+    return report

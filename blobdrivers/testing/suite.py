@@ -19,6 +19,7 @@ Each part of the contract is one ``contract_*`` module; this class composes them
 
 from __future__ import annotations
 
+from .contract_capabilities import CapabilityContract
 from .contract_conditions import ConditionContract
 from .contract_errors import ErrorContract
 from .contract_instances import InstanceContract
@@ -41,6 +42,7 @@ class DriverConformance(
     ListingContract,
     MoveContract,
     ConditionContract,
+    CapabilityContract,
     InstanceContract,
     WriterIsolationContract,
     RaceContract,

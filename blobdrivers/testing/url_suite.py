@@ -16,6 +16,7 @@ import pytest
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError
 from ..factory import from_url
+from .plugin import STORE
 from .suite import DriverConformance
 
 
@@ -25,8 +26,7 @@ class TestConformance(DriverConformance):
     @pytest.fixture
     def driver(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageDriver]:
         """A fresh sub-folder of the store under test."""
-        url = request.config.getoption("blobdrivers_url") or f"file://{tmp_path}"
-        base = from_url(url)
+        base = request.config.stash.get(STORE, None) or from_url(f"file://{tmp_path}")
         folder = f"/conformance-{uuid.uuid4().hex[:12]}"
         yield base.below(folder)
         with contextlib.suppress(PathNotFoundError):

@@ -39,10 +39,11 @@ from azure.storage.blob import (
 )
 
 from ... import paths
+from ...capabilities import Capability
 from ...clients import ProcessLocal, tls_verify
 from ...conditions import Conditions
 from ...driver import StorageDriver
-from ...errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError, UnsupportedMethodError
+from ...errors import ConfigError, PathNotFoundError, PreconditionFailedError, StorageError
 from ...listing import FileInfo, visible_children, walk_flat
 from ...params import KiB, MiB, Params
 from ...reader import RangeReader
@@ -72,6 +73,13 @@ class AzureDriver(StorageDriver):
     """Azure Blob Storage (BlockBlobs only); see ``docs/drivers/azure.md`` for the parameters."""
 
     name = "azure"
+    url_schemes = ("azure",)
+    url_host_param = "container"
+    declared_capabilities = frozenset(Capability)  # fewer with a sastoken: see capabilities
+    capability_notes = dict.fromkeys(
+        (Capability.SIGNED_READ_URLS, Capability.SIGNED_PUT_URLS),
+        "signing needs accountkey or credentials; a sastoken cannot sign URLs with a chosen expiry",
+    )
     #: Azure blob names are at most 1,024 characters (paths are ASCII, so bytes); session
     #: markers (``~blobdrivers/uploads/<sha256>``) and staging blobs need at most 160 bytes below the root.
     max_key_bytes = 1024
@@ -151,7 +159,7 @@ class AzureDriver(StorageDriver):
         return self._logical("/" + blob.blob_name)
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
-        return translate(exc, path, self._container)
+        return translate(exc, path, self._container, self._auth.account_url)
 
     def store_identity(self) -> str:
         """``azure://endpoint=…&container=…``: the account's blob endpoint, however the account was given.
@@ -368,12 +376,17 @@ class AzureDriver(StorageDriver):
 
     # ------------------------------------------------------------------ url_for / writer
 
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Signed URLs need an account key or credentials (user delegation); a sastoken cannot choose an expiry."""
+        auth = self._auth
+        signer = auth.account_key is not None or auth.credentials is not None
+        if auth.sas_token is None and auth.account_name and signer:
+            return self.declared_capabilities
+        return self.declared_capabilities - {Capability.SIGNED_READ_URLS, Capability.SIGNED_PUT_URLS}
+
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
         """A blob SAS: read for GET/HEAD, create and write for PUT (the client sends x-ms-blob-type)."""
-        if self._auth.sas_token is not None:
-            raise UnsupportedMethodError(
-                "with a sastoken the driver cannot sign URLs with a chosen expiry; use accountkey or credentials"
-            )
         permission = BlobSasPermissions(create=True, write=True) if method == "PUT" else BlobSasPermissions(read=True)
         url = self._signer.signed(self._blob(full), permission, expires_in)
         if url is None:

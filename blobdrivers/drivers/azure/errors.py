@@ -12,6 +12,7 @@ import urllib3
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from ...errors import BucketNotFoundError, PathNotFoundError, PreconditionFailedError, StorageError
+from ..network import describe
 
 _NOT_IMPLEMENTED_CODES = frozenset({"APINotImplemented", "NotImplemented", "FeatureNotSupported"})
 
@@ -61,8 +62,11 @@ def is_missing_blob(exc: BaseException) -> bool:
     return is_missing(exc) and error_code(exc) != "ContainerNotFound"
 
 
-def translate(exc: Exception, path: str, container: str) -> StorageError | None:
-    """The contract error for an SDK or transport failure on ``path`` (the caller's); ``None``: not ours."""
+def translate(exc: Exception, path: str, container: str, endpoint: str | None = None) -> StorageError | None:
+    """The contract error for an SDK or transport failure on ``path`` (the caller's); ``None``: not ours.
+
+    A request without an answer names the endpoint (``endpoint``'s origin when the exception does not say).
+    """
     if isinstance(exc, HttpResponseError):
         code = error_code(exc) or "no error code"
         http = status(exc)
@@ -86,7 +90,7 @@ def translate(exc: Exception, path: str, container: str) -> StorageError | None:
         | ConnectionError
         | TimeoutError,
     ):
-        return StorageError(f"connection to the service failed for {path}: {type(exc).__name__}")
+        return StorageError(f"request for {path} failed: {describe(exc, endpoint) or type(exc).__name__}")
     if isinstance(exc, AzureError) or type(exc).__module__.startswith("azure."):
         return StorageError(f"{type(exc).__name__} for {path}")
     return None

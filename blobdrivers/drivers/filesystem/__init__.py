@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import paths
+from ...capabilities import Capability
 from ...clients import ProcessLocal
 from ...conditions import Conditions
 from ...driver import StorageDriver
@@ -53,7 +54,17 @@ from ...params import MiB, Params
 from ...reader import RangeReader
 from ...transfer import Source
 from ...writer import WriterBackend
-from .files import DIR_FLAGS, closing, copy_fd, copy_source, etag_of, file_info, holds_file, remove_tree
+from .files import (
+    DIR_FLAGS,
+    closing,
+    copy_fd,
+    copy_source,
+    etag_of,
+    file_info,
+    forget_file_names,
+    holds_file,
+    remove_tree,
+)
 from .writer import FileWriter
 
 STAGING = StorageDriver.bookkeeping_dir
@@ -70,13 +81,18 @@ class FilesystemDriver(StorageDriver):
     """Files under ``rootdirectory`` (default: a per-user data folder); ``fsync`` (default true)."""
 
     name = "filesystem"
+    url_schemes = ("file",)
+    declared_capabilities = frozenset(Capability) - {
+        Capability.SIGNED_READ_URLS,
+        Capability.SIGNED_PUT_URLS,
+        Capability.SERVER_SIDE_CAT,
+    }
     #: PATH_MAX (4,096 with its NUL) for the whole OS path, root included, and NAME_MAX
     #: for one component: no file a caller names is out of reach of other programs.
     max_key_bytes = 4095
     max_component_bytes = 255
     #: Staging names: ``/~blobdrivers/uploads/<sha256>.<uuid>`` is 115 bytes.
     bookkeeping_key_bytes = 160
-    copies_in_store = False  # cat copies the bytes through this process
     parallel_put = False  # a put writes sequentially from one buffer
 
     def __init__(self, **params: Any) -> None:
@@ -119,6 +135,7 @@ class FilesystemDriver(StorageDriver):
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
             return InvalidPathError(f"invalid path {path!r}: a component is longer than this filesystem stores")
+        forget_file_names(exc)  # the base's message ("put /a failed: OSError: ...") names the caller's path
         return None
 
     # ------------------------------------------------------------------ resolution

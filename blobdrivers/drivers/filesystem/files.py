@@ -19,6 +19,17 @@ from ...transfer import Source
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def forget_file_names(exc: Exception) -> None:
+    """Drop the file names a failed system call carries, so that its text is the OS's words alone.
+
+    The file a call named may be a staging or parked file of the driver's own, which
+    the caller never asked about; the error the caller sees names the caller's path.
+    """
+    if isinstance(exc, OSError):
+        # Deleting (not assigning None) unsets them: str() would show "None" otherwise.
+        del exc.filename, exc.filename2
+
+
 def etag_of(result: os.stat_result) -> str:
     """The etag of a file: inode, modification time and size."""
     return f"{result.st_ino:x}-{result.st_mtime_ns:x}-{result.st_size:x}"

@@ -37,10 +37,11 @@ import urllib3.exceptions
 from google.auth.credentials import AnonymousCredentials, Signing
 
 from ... import paths
+from ...capabilities import Capability
 from ...clients import ProcessLocal, tls_verify
 from ...conditions import Conditions
 from ...driver import StorageDriver
-from ...errors import ConfigError, PathNotFoundError, StorageError, UnsupportedMethodError
+from ...errors import ConfigError, PathNotFoundError, StorageError
 from ...listing import FileInfo, visible_children, walk_flat
 from ...params import GiB, MiB, Params
 from ...reader import RangeReader
@@ -92,6 +93,16 @@ class GCSDriver(StorageDriver):
     """
 
     name = "gcs"
+    url_schemes = ("gs",)
+    url_host_param = "bucket"
+    declared_capabilities = frozenset(Capability) - {Capability.SIGNED_PUT_URLS, Capability.CONDITIONAL_STREAMED_COMMIT}
+    capability_notes = {
+        Capability.SIGNED_READ_URLS: "signing needs credentials holding a private key (not anonymous or token ones); "
+        "give a service-account key (keyfile or credentials)",
+        Capability.SIGNED_PUT_URLS: "a signed PUT would bypass atomic, checksummed and conditional publishing",
+        Capability.CONDITIONAL_STREAMED_COMMIT: "GCS fixes a resumable upload's conditions when it starts; commit "
+        "without conditions, or use put() or move() with the condition",
+    }
     #: GCS object names are at most 1,024 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
     #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
     max_key_bytes = 1024
@@ -369,24 +380,19 @@ class GCSDriver(StorageDriver):
 
     # ------------------------------------------------------------------ url_for / errors
 
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Signed URLs only with credentials holding a private key (a service account), not anonymous ones."""
+        credentials = self._clients.get().credentials
+        signs = isinstance(credentials, Signing) and not isinstance(credentials, AnonymousCredentials)
+        if signs and getattr(credentials, "service_account_email", None):
+            return self.declared_capabilities
+        return self.declared_capabilities - {Capability.SIGNED_READ_URLS}
+
     def _url_for(self, full: str, method: str, expires_in: int) -> str:
-        if method == "PUT":
-            raise UnsupportedMethodError(
-                "this driver signs GET and HEAD URLs only: a signed PUT would bypass its atomic, "
-                "checksummed and conditional publishing"
-            )
+        """A V4 signed GET/HEAD URL; PUT is not declared: it would bypass atomic, checksummed publishing."""
         client = self._clients.get()
         credentials = client.credentials
-        if isinstance(credentials, AnonymousCredentials):
-            raise UnsupportedMethodError(
-                "cannot sign URLs with anonymous credentials: there is no private key; "
-                "give a service-account key (keyfile or credentials)"
-            )
-        if not isinstance(credentials, Signing) or not getattr(credentials, "service_account_email", None):
-            raise UnsupportedMethodError(
-                f"cannot sign URLs with {type(credentials).__name__} credentials: they hold no private key; "
-                "give a service-account key (keyfile or credentials)"
-            )
         blob = client.storage.bucket(self.bucket).blob(paths.to_key(full))
         url: str = blob.generate_signed_url(
             version="v4",
@@ -398,7 +404,7 @@ class GCSDriver(StorageDriver):
         return url
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
-        return translate(exc, path, bucket=self.bucket, bucket_exists=self._api.bucket_exists)
+        return translate(exc, path, bucket=self.bucket, bucket_exists=self._api.bucket_exists, endpoint=self.endpoint)
 
     # ------------------------------------------------------------------ writer
 

@@ -17,6 +17,7 @@ from google.auth import exceptions as auth_exceptions
 from urllib3.response import BaseHTTPResponse
 
 from ...errors import BucketNotFoundError, PathNotFoundError, PreconditionFailedError, StorageError
+from ..network import describe
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: How GCS (and the emulator, when it says anything) words a 404 about the bucket rather than an object.
@@ -95,8 +96,17 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
-def translate(exc: Exception, path: str, *, bucket: str, bucket_exists: Callable[[], bool]) -> StorageError | None:
+def translate(
+    exc: Exception,
+    path: str,
+    *,
+    bucket: str,
+    bucket_exists: Callable[[], bool],
+    endpoint: str | None = None,
+) -> StorageError | None:
     """Map HTTP statuses and SDK errors to contract errors, or ``None`` for the base to wrap.
+
+    A request without an answer names ``endpoint`` (its origin, never a session URL).
 
     A 404 whose message does not say whether the bucket or the object is missing
     (only servers that explain nothing, such as the emulator) is settled by
@@ -129,6 +139,6 @@ def translate(exc: Exception, path: str, *, bucket: str, bucket_exists: Callable
     if isinstance(exc, auth_exceptions.GoogleAuthError):
         return StorageError(f"authentication failed ({type(exc).__name__})")
     if isinstance(exc, requests.RequestException | urllib3.exceptions.HTTPError | OSError):
-        # Their text names the URL, which may carry an upload session id: give the type only.
-        return StorageError(f"network error on {path}: {type(exc).__name__}")
+        # Their text names the URL, which may carry an upload session id: the origin and the reason only.
+        return StorageError(f"request for {path} failed: {describe(exc, endpoint) or type(exc).__name__}")
     return None

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import oss2
 
 from ... import paths
+from ...capabilities import Capability
 from ...clients import ProcessLocal, tls_verify
 from ...conditions import Conditions
 from ...driver import StorageDriver
@@ -35,7 +36,7 @@ from ...reader import RangeReader
 from ...retry import RetryPolicy
 from ...transfer import Source
 from ...writer import WriterBackend
-from .backend import MAX_PART, MIN_PART, OSSBackend, refuse_if_match
+from .backend import MAX_PART, MIN_PART, OSSBackend
 from .client import ENDPOINT_EXAMPLE, LOG_REDACTOR, make_bucket, paginate, region_endpoint
 from .errors import is_invalid_range, is_not_found, is_transient, never_sent, translate
 from .reader import open_stream
@@ -60,6 +61,13 @@ class OSSDriver(StorageDriver):
     """Objects in an Aliyun OSS bucket; parameters as distribution's OSS driver (see ``docs/drivers/oss.md``)."""
 
     name = "oss"
+    url_schemes = ("oss",)
+    url_host_param = "bucket"
+    declared_capabilities = frozenset(Capability) - {Capability.IF_MATCH}
+    capability_notes = {
+        Capability.IF_MATCH: "OSS has no conditional write on an etag (only x-oss-forbid-overwrite: if_none_match), "
+        "and a check-then-write would race"
+    }
     #: OSS object names are at most 1,023 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
     #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
     max_key_bytes = 1023
@@ -155,7 +163,6 @@ class OSSDriver(StorageDriver):
     # ------------------------------------------------------------------ hooks
 
     def _put(self, full: str, source: Source, conditions: Conditions) -> None:
-        refuse_if_match(conditions)
         self.engine.put(paths.to_key(full), source, conditions)
 
     def _open(self, full: str, offset: int, length: int | None) -> tuple[RangeReader, int | None]:
@@ -222,7 +229,6 @@ class OSSDriver(StorageDriver):
                 yield FileInfo(path, int(item.size), _timestamp(item.last_modified), etag=item.etag)
 
     def _move(self, src: str, dst: str, conditions: Conditions) -> None:
-        refuse_if_match(conditions)
         src_key, dst_key = paths.to_key(src), paths.to_key(dst)
         info = self._backend.head_object(src_key)
         if info is None:
@@ -260,7 +266,7 @@ class OSSDriver(StorageDriver):
         return LOG_REDACTOR.redact(super().redact(text))
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
-        return translate(exc, path, self.bucket)
+        return translate(exc, path, self.bucket, self.endpoint)
 
 
 def _timestamp(value: Any) -> datetime:

@@ -5,8 +5,8 @@ OSS specifics that shape it:
 * Parts are 100 KiB to 5 GiB, at most 10,000 per upload; CopyObject copies at most
   1 GB, so larger server-side copies go through UploadPartCopy.
 * The only native write condition is ``x-oss-forbid-overwrite`` (``if_none_match="*"``).
-  OSS has no conditional write on an etag, so ``if_match`` raises
-  :class:`UnsupportedMethodError` rather than being emulated by a racy check.
+  OSS has no conditional write on an etag, so the driver does not declare
+  ``Capability.IF_MATCH`` (the base refuses it) rather than emulating it by a racy check.
 * Requests that are not idempotent (conditional writes) are retried only when they
   surely never reached the server.
 * oss2's CRC-64 checks stay on: uploads and parts are verified against the
@@ -34,7 +34,7 @@ from oss2.models import PartInfo as OssPartInfo
 
 from ... import paths
 from ...conditions import Conditions
-from ...errors import PreconditionFailedError, StorageError, UnsupportedMethodError
+from ...errors import PreconditionFailedError, StorageError
 from ...multipart import CopySource, NewUpload, ObjectInfo, PartInfo, UploadInfo
 from ...params import GiB, KiB
 from ...transfer import MAX_PARTS, ViewFile
@@ -56,15 +56,6 @@ MAX_COPY = 1000 * 1000 * 1000
 DELETE_BATCH = 1000
 _HEX_MD5 = re.compile(r"[0-9A-Fa-f]{32}")
 _FORBID_OVERWRITE = {"x-oss-forbid-overwrite": "true"}
-
-
-def refuse_if_match(conditions: Conditions) -> None:
-    """Raise :class:`UnsupportedMethodError` for ``if_match``: OSS cannot write on condition of an etag."""
-    if conditions.if_match is not None:
-        raise UnsupportedMethodError(
-            "OSS has no conditional write on an etag (only x-oss-forbid-overwrite, i.e. if_none_match='*'); "
-            "if_match is not emulated because a check-then-write would race"
-        )
 
 
 def _quote(etag: str) -> str:
@@ -103,7 +94,6 @@ class OSSBackend:
         return paths.strip(self._root, "/" + key)
 
     def _condition_headers(self, conditions: Conditions) -> dict[str, str]:
-        refuse_if_match(conditions)
         return dict(_FORBID_OVERWRITE) if conditions.if_none_match else {}
 
     # ------------------------------------------------------------------ objects

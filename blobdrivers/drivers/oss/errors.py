@@ -15,6 +15,7 @@ from oss2.exceptions import ClientError as OssClientError
 from oss2.exceptions import InconsistentError, OssError, RequestError
 
 from ...errors import BucketNotFoundError, PathNotFoundError, PreconditionFailedError, StorageError
+from ..network import describe
 
 #: Errors of a response body broken in the middle (connection reset, timeout, short body).
 BODY_ERRORS = (
@@ -90,17 +91,17 @@ def never_sent(exc: BaseException) -> bool:
     return False
 
 
-def translate(exc: Exception, path: str, bucket: str) -> StorageError | None:
+def translate(exc: Exception, path: str, bucket: str, endpoint: str | None = None) -> StorageError | None:
     """The StorageError for an oss2 or HTTP failure about ``path`` (the caller's path); ``None`` for others.
 
     Messages are built from the path, the error type and the OSS code only: the
     driver has already masked the key id and signature OSS echoes in ``exc``, which
-    stays the cause.
+    stays the cause. A request without an answer names ``endpoint`` (its origin).
     """
     if isinstance(exc, RequestError):
-        # The wrapped requests error may quote URLs; its type says enough and leaks nothing.
+        # The wrapped requests error may quote URLs: the endpoint's origin and the chain's reason leak nothing.
         cause = getattr(exc, "exception", None)
-        return StorageError(f"request for {path} failed: {type(cause or exc).__name__}")
+        return StorageError(f"request for {path} failed: {describe(exc, endpoint) or type(cause or exc).__name__}")
     if isinstance(exc, InconsistentError):
         return StorageError(f"CRC-64 mismatch between client and OSS for {path} (InconsistentError)")
     if isinstance(exc, OssClientError):
@@ -108,7 +109,7 @@ def translate(exc: Exception, path: str, bucket: str) -> StorageError | None:
     if isinstance(exc, OssError):
         return _service_error(exc, path, bucket)
     if isinstance(exc, BODY_ERRORS):
-        return StorageError(f"request for {path} failed: {type(exc).__name__}")
+        return StorageError(f"request for {path} failed: {describe(exc, endpoint) or type(exc).__name__}")
     return None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ... import paths
+from ...capabilities import Capability
 from ...clients import ProcessLocal
 from ...conditions import Conditions
 from ...driver import StorageDriver
@@ -71,6 +72,9 @@ class S3Driver(StorageDriver):
     """Objects in an S3 bucket; parameters as distribution's S3 driver (see ``docs/drivers/s3.md``)."""
 
     name = "s3"
+    url_schemes = ("s3",)
+    url_host_param = "bucket"
+    declared_capabilities = frozenset(Capability)
     #: S3 keys are at most 1,024 bytes of UTF-8; parked writer state and other bookkeeping keys need at most
     #: 160 bytes below the root (``~blobdrivers/uploads/<hashes>/tail-NNNNN`` and the like).
     max_key_bytes = 1024
@@ -301,7 +305,7 @@ class S3Driver(StorageDriver):
         return url
 
     def _translate_error(self, exc: Exception, path: str) -> StorageError | None:
-        return translate(exc, path, self.bucket)
+        return translate(exc, path, self.bucket, self.endpoint)
 
     # ------------------------------------------------------------------ a missing bucket
 

@@ -15,6 +15,7 @@ from botocore.exceptions import (
 from urllib3.exceptions import HTTPError as URLLib3Error
 
 from ...errors import BucketNotFoundError, PathNotFoundError, PreconditionFailedError, StorageError
+from ..network import describe
 
 NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 PRECONDITION = frozenset({"PreconditionFailed", "412"})
@@ -60,8 +61,12 @@ def bucket_missing(bucket: str) -> BucketNotFoundError:
     return BucketNotFoundError(f"bucket {bucket!r} does not exist")
 
 
-def translate(exc: Exception, path: str, bucket: str) -> StorageError | None:
-    """The contract error for a boto3 failure of an operation on ``path``, or ``None`` for the base's default."""
+def translate(exc: Exception, path: str, bucket: str, endpoint: str | None = None) -> StorageError | None:
+    """The contract error for a boto3 failure of an operation on ``path``, or ``None`` for the base's default.
+
+    A request without an answer names the endpoint it went to (``endpoint`` when
+    the exception does not say), as its origin only.
+    """
     if isinstance(exc, ClientError):
         error_code, error_status = code(exc) or "unknown", status(exc)
         operation = getattr(exc, "operation_name", "request")
@@ -82,6 +87,6 @@ def translate(exc: Exception, path: str, bucket: str) -> StorageError | None:
             f"({type(exc).__name__})"
         )
     if isinstance(exc, BotoCoreError | URLLib3Error | ConnectionError | TimeoutError):
-        # botocore messages may quote URLs; the error type says enough and leaks nothing.
-        return StorageError(f"request for {path} failed: {type(exc).__name__}")
+        # botocore messages may quote URLs: the endpoint's origin and the chain's reason leak nothing.
+        return StorageError(f"request for {path} failed: {describe(exc, endpoint) or type(exc).__name__}")
     return None
