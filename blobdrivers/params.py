@@ -219,6 +219,13 @@ def endpoint_url(
 ) -> str:
     """``value`` as an http(s) URL with a host (and no path unless ``allow_path``); see :meth:`Params.endpoint`."""
     candidate = value if "://" in value else f"{default_scheme}://{value}"
+    if "@" in urlsplit(candidate).netloc:
+        # An endpoint's user part would carry a password into every message and repr that shows it.
+        raise ConfigError(
+            f"invalid value for parameter {parameter!r}: credentials in the endpoint URL are not accepted; "
+            f"give the endpoint as {_without_user(candidate)} and the credentials as the driver's parameters",
+            driver=driver,
+        )
     try:
         parts = urlsplit(candidate)
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
@@ -238,3 +245,10 @@ def endpoint_url(
             driver=driver,
         )
     return candidate.rstrip("/")
+
+
+def _without_user(url: str) -> str:
+    """``url`` without its user part (``user:password@``)."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{netloc.rsplit('@', 1)[-1]}{slash}{path}"

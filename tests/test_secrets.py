@@ -890,3 +890,21 @@ def test_tls_is_verified_unless_skipverify_says_otherwise(
     finally:
         for each in fronts:
             each.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://bkt?region=us-east-1&regionendpoint=http://u:Passw0rd@127.0.0.1:abc",
+        "s3://bkt?region=us-east-1&regionendpoint=u:Passw0rd@127.0.0.1:9",
+        "gs://bkt?endpoint=http://u:Passw0rd@127.0.0.1:9",
+        "oss://bkt?endpoint=u:Passw0rd@h:9&accesskeyid=a&accesskeysecret=b&region=oss-cn-hangzhou",
+        "azure://ctr?accountname=acct&accountkey=eA==&serviceurl=http://u:Passw0rd@h:1",
+    ],
+)
+def test_an_endpoint_with_a_password_is_refused_without_showing_it(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        blobdrivers.from_url(url)
+    message = str(caught.value)
+    assert "credentials in the endpoint URL are not accepted" in message
+    assert "Passw0rd" not in message and "Passw0rd" not in "".join(traceback.format_exception(caught.value))

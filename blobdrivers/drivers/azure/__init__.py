@@ -98,7 +98,9 @@ class AzureDriver(StorageDriver):
         sas_token = reader.string("sastoken")
         credentials = reader.mapping("credentials")
         realm = reader.string("realm", "core.windows.net") or "core.windows.net"
-        service_url = reader.string("serviceurl")
+        service_url = reader.endpoint(
+            "serviceurl", default_scheme="https", example="https://account.blob.core.windows.net", allow_path=True
+        )
         rootdirectory = reader.string("rootdirectory", "") or ""
         chunk_size = reader.size("chunksize", 4 * MiB, minimum=16 * KiB, maximum=MAX_BLOCK_SIZE)
         self.concurrency = reader.integer("maxconcurrency", 8, minimum=1, maximum=64)

@@ -134,11 +134,6 @@ def resolve_auth(
     """Check the authentication parameters and reduce them to one :class:`Auth`."""
     if not _HOST.fullmatch(realm):
         raise ConfigError(f"invalid value {realm!r} for parameter 'realm': expected a DNS suffix", driver="azure")
-    if service_url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", service_url):
-        raise ConfigError(
-            f"invalid value {service_url!r} for parameter 'serviceurl': expected http(s)://host[:port][/path]",
-            driver="azure",
-        )
     if account_name is not None and not _ACCOUNT_NAME.fullmatch(account_name):
         raise ConfigError(
             f"invalid value {account_name!r} for parameter 'accountname': 3-24 lowercase letters and digits",
