@@ -83,7 +83,7 @@ def refuse_overlap(
     for name in names:
         if _below(target.path, name) in sources:
             raise UsageError(
-                f"copying the directory {shown} to {target_shown} would write over its own file {_below(shown, name)}"
+                f"copying the directory {shown} to {target_shown} would write over its own file {_below(target_shown, name)}"
             )
 
 
