@@ -1126,7 +1126,7 @@ def test_every_vanishing_store_warns_and_a_named_one_is_not_called_private(
     InMemoryDriver._stores.pop(name, None)
 
 
-@pytest.mark.parametrize("name", ["~", "-x", "~/a", "-", "sub/", "a b", "link/../x", ".hidden"])
+@pytest.mark.parametrize("name", ["~", "-x", "cwd/~", "cwd/-x", "~/a", "-", "sub/", "a b", "link/../x", ".hidden"])
 def test_an_ambiguous_path_suggests_a_local_spelling_of_the_same_file(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str, name: str
 ) -> None:
