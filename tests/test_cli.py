@@ -1078,7 +1078,7 @@ def test_a_directory_moved_up_never_writes_over_its_own_files(
         ("cp", "-r", f"{fs}#/d/x", fs + "/d"),
     ]:
         code, _, err = run(capsys, *argv)
-        assert code == 2 and err.count("\n") == 1 and "would write over its own file " in err, argv
+        assert code == 2 and err.count("\n") == 1 and "would overwrite its file " in err, argv
         assert err.endswith("/x/z.txt\n"), err  # the file below DST, as DST spells it
     for url in (mem, fs):
         store = blobdrivers.from_url(url)
@@ -1090,8 +1090,8 @@ def test_a_directory_moved_up_never_writes_over_its_own_files(
 def test_mv_into_a_vanishing_memory_store_is_refused_before_anything_is_touched(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mem: str
 ) -> None:
+    local(tmp_path, "p.txt", b"p")
     monkeypatch.chdir(tmp_path)
-    Path("p.txt").write_bytes(b"p")
     code, out, err = run(capsys, "mv", "./p.txt", "memory://#/p.txt")
     assert (code, out) == (2, "") and err.count("\n") == 1
     assert "mv into the in-memory store memory:// would delete the source" in err and "use cp" in err

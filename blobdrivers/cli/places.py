@@ -82,9 +82,8 @@ def refuse_overlap(
     sources = {_below(source.path, name) for name in names}
     for name in names:
         if _below(target.path, name) in sources:
-            raise UsageError(
-                f"copying the directory {shown} to {target_shown} would write over its own file {_below(target_shown, name)}"
-            )
+            overwritten = _below(target_shown, name)
+            raise UsageError(f"copying the directory {shown} to {target_shown} would overwrite its file {overwritten}")
 
 
 def _below(folder: str, relative: str) -> str:
