@@ -1011,12 +1011,15 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_file_moved_or_copied_onto_itself_is_refused_and_kept(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mem: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("self.txt").write_bytes(b"self")
     s1 = (tmp_path / "s1").as_uri()
     assert run(capsys, "put", "self.txt", f"{s1}#/d/0/f3.txt")[0] == 0
+    assert run(capsys, "put", "self.txt", f"{mem}#/sub/a")[0] == 0
+    code, _, err = run(capsys, "mv", f"{mem}/sub#/a", f"{mem}#/sub/a")  # one store (of any driver), two roots
+    assert code == 2 and "same file" in err and blobdrivers.from_url(mem).get("/sub/a") == b"self"
     same_file = [
         ("mv", "./self.txt", "self.txt"),
         ("cp", "self.txt", "./self.txt"),
