@@ -422,7 +422,7 @@ def test_cp_within_one_store_is_a_cat(
 def test_equivalent_urls_are_one_store(capsys: pytest.CaptureFixture[str], tmp_path: Path, fs: str) -> None:
     assert run(capsys, "put", local(tmp_path, "f", b"keep"), f"{fs}#/a")[0] == 0
     # Copy-then-delete between two spellings of one store would delete what it just wrote.
-    assert run(capsys, "mv", f"{fs}#/a", f"{fs}/#/a")[0] == 0
+    assert run(capsys, "mv", f"{fs}#/a", f"{fs}/#/a")[0] == 2  # the same file: refused, kept
     assert run(capsys, "mv", f"{fs}#/a", f"{fs}/#/b")[0] == 0
     assert blobdrivers.from_url(fs).get("/b") == b"keep"
 
@@ -453,7 +453,7 @@ def test_cp_recursive(capsys: pytest.CaptureFixture[str], tree: str, fs: str) ->
     copied = [info.path for info in blobdrivers.from_url(fs).walk() if not info.is_dir]
     assert copied == ["/a.txt", "/copy/b.txt", "/copy/e/c.txt", "/d/b.txt", "/d/e/c.txt", "/dz"]
     code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", f"{tree}#/d/inside")
-    assert code == 1 and "into itself" in err
+    assert code == 2 and "into itself" in err
     code, _, err = run(capsys, "cp", "-r", f"{tree}#/d", "-")
     assert code == 1 and "cannot be written to stdout" in err
 
@@ -1001,3 +1001,206 @@ def test_the_demo_runs_on_a_temporary_store(tmp_path: Path) -> None:
     assert "blobdrivers-demo-" in result.stdout
     assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()  # the default store untouched
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- no copy or move onto its own source
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_file_moved_or_copied_onto_itself_is_refused_and_kept(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mem: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("self.txt").write_bytes(b"self")
+    s1 = (tmp_path / "s1").as_uri()
+    assert run(capsys, "put", "self.txt", f"{s1}#/d/0/f3.txt")[0] == 0
+    assert run(capsys, "put", "self.txt", f"{mem}#/sub/a")[0] == 0
+    code, _, err = run(capsys, "mv", f"{mem}/sub#/a", f"{mem}#/sub/a")  # one store (of any driver), two roots
+    assert code == 2 and "same file" in err and blobdrivers.from_url(mem).get("/sub/a") == b"self"
+    same_file = [
+        ("mv", "./self.txt", "self.txt"),
+        ("cp", "self.txt", "./self.txt"),
+        ("mv", "self.txt", "."),  # into the folder it is in
+        ("mv", f"{s1}#/d/0/f3.txt", f"{s1}/d#/0/f3.txt"),  # two roots of one folder
+        ("mv", f"{s1}#/d/0/f3.txt", f"{s1}/d/0"),  # the store's root is the file's folder
+        ("mv", "s1/d/0/f3.txt", f"{s1}#/d/0/"),  # a local path inside the store's folder
+        ("cp", f"{s1}/d#/0/f3.txt", "s1/d/0/f3.txt"),
+        ("mv", f"{s1}#/d/0/f3.txt", f"{s1}#/d/0/f3.txt"),  # one driver: a rename onto itself
+    ]
+    for argv in same_file:
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (2, ""), argv
+        assert err.count("\n") == 1 and "the source and the destination are the same file" in err, argv
+        assert Path("self.txt").read_bytes() == b"self"
+        assert (tmp_path / "s1" / "d" / "0" / "f3.txt").read_bytes() == b"self"
+    assert run(capsys, "mv", "self.txt", "other.txt") == (0, "", "")  # a real move still works
+    assert Path("other.txt").read_bytes() == b"self" and not Path("self.txt").exists()
+
+
+def test_a_directory_moved_onto_itself_is_refused_and_kept(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s3 = (tmp_path / "s3").as_uri()
+    assert run(capsys, "put", local(tmp_path, "f.txt", b"a"), f"{s3}#/d/a.txt")[0] == 0
+    assert run(capsys, "put", local(tmp_path, "f.txt", b"b"), f"{s3}#/d/x/b.txt")[0] == 0
+    kept = {"a.txt": b"a", "x/b.txt": b"b"}
+    into_itself = [
+        ("mv", f"{s3}#/d", "s3/d"),  # the local folder s3/d is the store's /d
+        ("mv", f"{s3}#/d", f"{s3}/d"),
+        ("mv", f"{s3}#/d", f"{s3}/d/#/"),
+        ("cp", "-r", f"{s3}#/d", "s3/d/x/sub"),  # a copy that would grow while it runs
+        ("cp", "-r", f"{s3}#/d", f"{s3}/d#/x"),
+        ("cp", "-r", s3, "s3/d"),
+        ("mv", f"{tree}#/d", f"{tree}#/d/e"),
+        ("mv", f"{tree}#/", f"{tree}#/new"),
+    ]
+    for argv in into_itself:
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (2, ""), argv
+        assert err.count("\n") == 1 and "into itself" in err, argv
+        assert _files(tmp_path / "s3" / "d") == kept
+    assert run(capsys, "ls", "-r", tree)[1].splitlines() == ["/a.txt", "/d", "/d/b.txt", "/d/e", "/d/e/c.txt", "/dz"]
+    assert not (tmp_path / "s3" / "d" / "x" / "sub").exists()
+
+
+def test_a_directory_moved_up_never_writes_over_its_own_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mem: str
+) -> None:
+    fs = (tmp_path / "fs").as_uri()
+    for url in (mem, fs):
+        for path, data in [("/d/x/x/z.txt", b"inner"), ("/d/x/z.txt", b"outer")]:
+            assert run(capsys, "put", local(tmp_path, "f", data), f"{url}#{path}")[0] == 0
+    # /d/x/x/z.txt would land on /d/x/z.txt, a source file not yet moved.
+    for argv in [
+        ("mv", f"{mem}#/d/x", f"{mem}#/d"),
+        ("mv", f"{fs}#/d/x", f"{fs}/d#/"),
+        ("cp", "-r", f"{fs}#/d/x", fs + "/d"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.count("\n") == 1 and "would overwrite its file " in err, argv
+        assert err.endswith("/x/z.txt\n"), err  # the file below DST, as DST spells it
+    for url in (mem, fs):
+        store = blobdrivers.from_url(url)
+        assert (store.get("/d/x/x/z.txt"), store.get("/d/x/z.txt")) == (b"inner", b"outer")
+    assert run(capsys, "mv", f"{mem}#/d/x/x", f"{mem}#/d") == (0, "", "")  # no file lands on another: fine
+    assert blobdrivers.from_url(mem).get("/d/z.txt") == b"inner"
+
+
+def test_mv_into_a_vanishing_memory_store_is_refused_before_anything_is_touched(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mem: str
+) -> None:
+    local(tmp_path, "p.txt", b"p")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "mv", "./p.txt", "memory://#/p.txt")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert "mv into the in-memory store memory:// would delete the source" in err and "use cp" in err
+    assert Path("p.txt").read_bytes() == b"p"
+    monkeypatch.setattr(sys, "argv", ["blobdrivers", "mv", "p.txt", f"{mem}#/p.txt"])  # the one-shot command
+    assert cli.main() == 2
+    assert "would delete the source" in capsys.readouterr().err
+    assert Path("p.txt").read_bytes() == b"p" and list(blobdrivers.from_url(mem).walk()) == []
+    assert run(capsys, "mv", "p.txt", f"{mem}#/p.txt") == (0, "", "")  # main(argv): the store outlives the command
+    monkeypatch.setattr(sys, "argv", ["blobdrivers", "cp", f"{mem}#/p.txt", "memory://#/q"])
+    assert cli.main() == 0 and "warning" in capsys.readouterr().err  # cp keeps the warning
+
+
+def test_every_vanishing_store_warns_and_a_named_one_is_not_called_private(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    source = (tmp_path / "x").as_uri()
+    assert run(capsys, "put", local(tmp_path, "f", b"x"), f"{source}#/a")[0] == 0
+    code, _, err = run(capsys, "sync", "-q", source, "memory://")
+    assert code == 0 and err == (
+        "blobdrivers: warning: the in-memory store memory:// has no name, so it is private to this command: "
+        "what is written there is gone when the command ends\n"
+    )
+    assert run(capsys, "sync", "-q", "--dry-run", source, "memory://")[2] == ""  # nothing is written
+    name = f"cli-{uuid.uuid4().hex}"
+    for argv in (["put", str(tmp_path / "f"), f"memory://?name={name}#/a"], ["sync", "-q", source, f"memory://{name}"]):
+        assert run(capsys, *argv)[2] == ""  # named, in a program that goes on
+        monkeypatch.setattr(sys, "argv", ["blobdrivers", *argv])
+        assert cli.main() == 0
+        err = capsys.readouterr().err
+        assert "has no name" not in err and "is held in this process's memory" in err and err.count("\n") == 1
+    InMemoryDriver._stores.pop(name, None)
+
+
+@pytest.mark.parametrize("name", ["~", "-x", "cwd/~", "cwd/-x", "~/a", "-", "sub/", "a b", "link/../x", ".hidden"])
+def test_an_ambiguous_path_suggests_a_local_spelling_of_the_same_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str, name: str
+) -> None:
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "er")  # link/.. is deep, not tmp_path
+    (tmp_path / "~").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    text = f"{tmp_path}/{name}"
+    code, _, err = run(capsys, "cp", f"{tree}#/a.txt", text)
+    assert code == 2 and err.count("\n") == 1
+    found = re.search(r"write '([^']*)' for the local path(?:, or URL#(\S+) for the store)?$", err.strip())
+    assert found is not None, err
+    spelling, in_store = found.groups()
+    assert spelling.startswith(("./", "../")), spelling
+    assert cli.parse_endpoint(spelling) == cli.LocalFile(spelling)
+    assert in_store is None or paths.is_valid(in_store.rstrip("/"))
+    assert run(capsys, "cp", f"{tree}#/a.txt", spelling) == (0, "", "")
+    written = Path(text, "a.txt") if Path(text).is_dir() else Path(text)
+    assert written.read_bytes() == b"aaa"
+    assert not (tmp_path / "home").exists()
+
+
+def test_the_default_stores_root_is_a_cp_and_mv_location(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(cli.ENV_URL, tree)
+    assert cli.parse_endpoint("/") == cli.parse_endpoint("//") == cli.StoreLocation(None, "/")
+    assert run(capsys, "cp", "-r", "/", "./all") == (0, "", "")
+    assert _files(tmp_path / "all") == {"a.txt": b"aaa", "d/b.txt": b"bb", "d/e/c.txt": b"c", "dz": b"zz"}
+    Path("f.txt").write_bytes(b"f")
+    assert run(capsys, "cp", "f.txt", "/") == (0, "", "")
+    assert run(capsys, "mv", "/d/b.txt", "/") == (0, "", "")
+    store = blobdrivers.from_url(tree)
+    assert (store.get("/f.txt"), store.get("/b.txt")) == (b"f", b"bb") and store.list("/d") == ["/d/e"]
+    code, _, err = run(capsys, "cp", "/a.txt", f"/{tmp_path}/out")  # '//tmp/...': the store spelling is valid
+    assert code == 2 and re.search(r"URL#(\S+) for the store", err) is not None
+    assert paths.is_valid(re.findall(r"URL#(\S+) for the store", err)[0])
+
+
+def test_get_names_a_file_in_the_way_and_expands_a_quoted_home(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("tf").write_bytes(b"keep")
+    assert run(capsys, "get", "-r", f"{tree}#/d", "tf") == (
+        1,
+        "",
+        "blobdrivers: error: tf is not a directory (a directory's files are copied into a folder)\n",
+    )
+    code, _, err = run(capsys, "get", "-r", f"{tree}#/d", "tf/below")
+    assert (code, err) == (1, "blobdrivers: error: Not a directory: tf\n")
+    assert Path("tf").read_bytes() == b"keep"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    assert run(capsys, "get", f"{tree}#/a.txt", "~/got.txt") == (0, "", "")
+    assert run(capsys, "cp", f"{tree}#/dz", "~/cp.txt") == (0, "", "")
+    assert run(capsys, "put", "~/got.txt", f"{tree}#/back.txt") == (0, "", "")
+    assert _files(tmp_path / "home") == {"got.txt": b"aaa", "cp.txt": b"zz"}
+    assert blobdrivers.from_url(tree).get("/back.txt") == b"aaa"
+
+
+def test_help_topics_come_from_the_installed_pages(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = " ".join(run(capsys, "help", "--help")[1].split())
+    listed = re.search(r"a topic: (.*?) options:", usage)
+    assert listed is not None and listed.group(1).split(", ") == list(cli.docs.topics())
+    monkeypatch.setattr(cli.docs, "topics", dict)  # an installation without its docs folder
+    code, _, err = run(capsys, "help")
+    assert code == 1 and "blobdrivers/docs is missing" in err

@@ -21,6 +21,7 @@ from .locations import (
     StoreLocation,
     UsageError,
     WriteConditions,
+    local_file,
     logical_path,
     parse_endpoint,
     parse_location,
@@ -174,7 +175,7 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
     dest = args.dest
     if dest is None:
         dest = basename(path) if args.recursive and path != "/" else "."
-    transfer(ctx, src, LocalFile(dest), recursive=args.recursive, conditions=WriteConditions())
+    transfer(ctx, src, local_file(dest), recursive=args.recursive, conditions=WriteConditions())
     return 0
 
 
@@ -182,7 +183,7 @@ def cmd_put(args: argparse.Namespace, ctx: Context) -> int:
     """Upload a local file or stdin, atomically."""
     dst = parse_location(args.location)
     ctx.warn_if_vanishing(dst)
-    transfer(ctx, LocalFile(args.source), dst, recursive=False, conditions=write_conditions(args))
+    transfer(ctx, local_file(args.source), dst, recursive=False, conditions=write_conditions(args))
     return 0
 
 
@@ -202,7 +203,8 @@ def cmd_mv(args: argparse.Namespace, ctx: Context) -> int:
     if LocalFile("-") in (src, dst):
         raise UsageError("mv cannot use stdin or stdout ('-'); use cp")
     if isinstance(dst, StoreLocation):
-        ctx.warn_if_vanishing(dst)
+        # The source is deleted after its copy: into a store that vanishes, that is data lost.
+        ctx.refuse_moving_into_vanishing(dst)
     if isinstance(src, StoreLocation) and isinstance(dst, StoreLocation) and ctx.store(src) is ctx.store(dst):
         move_within(ctx.store(src), logical_path(src, allow_root=True), dst, conditions)
         return 0

@@ -12,7 +12,7 @@ import sys
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-from .locations import PROG, Context, UsageError
+from .locations import PROG, CommandError, Context, UsageError
 
 #: The topic whose page ``help`` without TOPIC points at first.
 MAIN_TOPIC = "cli"
@@ -43,7 +43,7 @@ def cmd_help(args: argparse.Namespace, ctx: Context) -> int:
     """Print the page of TOPIC, or without one the list of topics."""
     pages = topics()
     if not pages:
-        raise UsageError("this installation has no documentation pages (blobdrivers/docs is missing)")
+        raise CommandError("this installation has no documentation pages (blobdrivers/docs is missing)")
     if args.topic is None:
         width = max(len(name) for name in pages)
         print(f"Documentation topics (run '{PROG} help TOPIC'; start with '{PROG} help {MAIN_TOPIC}'):")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import urllib.parse
 from dataclasses import dataclass, field
+from typing import TextIO
 
-from .. import factory
+from .. import factory, paths
 from ..driver import StorageDriver
 from ..errors import StorageError
 from ..redaction import redact_url
@@ -73,26 +73,54 @@ def parse_endpoint(text: str) -> Endpoint:
     """A ``cp``/``mv`` argument: a store location, ``-`` (stdin/stdout) or a local file.
 
     ``URL#PATH`` (anything containing ``://``) is a location, ``-`` is stdin/stdout,
-    ``~``, ``./``, ``../`` and other relative paths are local files. A bare ``/PATH`` is a
-    path in the default store only while its first component does not exist on this
-    machine: ``/tmp/out`` could mean either, so it is a :class:`UsageError` naming
-    both spellings rather than a guess that writes into the default store.
+    ``~``, ``./``, ``../`` and other relative paths are local files, ``/`` is the
+    default store's root. A bare ``/PATH`` is a path in the default store only while
+    its first component does not exist on this machine: ``/tmp/out`` could mean
+    either, so it is a :class:`UsageError` naming both spellings rather than a guess
+    that writes into the default store.
     """
     if text == "-":
         return LocalFile("-")
     if "://" in text:
         return parse_location(text)
-    if text.startswith("~"):
-        return LocalFile(os.path.expanduser(text))
     if not text.startswith("/"):
-        return LocalFile(text)
+        return local_file(text)
+    if not text.strip("/"):
+        return StoreLocation(None, "/")  # the local root is never a sensible copy target
     top = "/" + text.lstrip("/").split("/", 1)[0]
     if os.path.lexists(top):
+        in_store = text if paths.is_valid(text.rstrip("/")) else paths.suggest(text)
+        store_spelling = f", or URL#{in_store} for the store" if in_store else ""
         raise UsageError(
             f"{text!r} is ambiguous: {top} exists on this machine, but a bare /PATH is a path in the default store;"
-            f" write {os.path.relpath(text)!r} for the local path, or URL#{text} for the store"
+            f" write {local_spelling(text)!r} for the local path{store_spelling}"
         )
     return StoreLocation(None, text)
+
+
+def local_file(text: str) -> LocalFile:
+    """A local file argument: a leading ``~`` is the home folder, as a shell would read it unquoted."""
+    return LocalFile(os.path.expanduser(text) if text.startswith("~") else text)
+
+
+def local_spelling(absolute: str) -> str:
+    """A relative path naming the local file ``absolute``, starting with ``./`` or ``../``.
+
+    It is never read as an option (``-x``), the home folder (``~``) or a store path.
+    For a path without ``.``, ``..`` or ``//`` it is the shortest one; otherwise the
+    path itself below enough ``../`` to reach the root, so that links resolve as in
+    ``absolute``. A trailing ``/`` is kept (it means "into this folder").
+    """
+    trailing = "/" if absolute.endswith("/") and absolute.strip("/") else ""
+    if os.path.normpath(absolute) == absolute.rstrip("/"):
+        relative = os.path.relpath(absolute)
+        if relative == ".":
+            return "./"
+        if not relative.startswith(("./", "../")) and relative != "..":
+            relative = "./" + relative
+        return relative + trailing
+    depth = len([part for part in os.getcwd().split("/") if part])
+    return "../" * depth + absolute.lstrip("/") if depth else "./" + absolute.lstrip("/")
 
 
 def logical_path(location: StoreLocation, *, allow_root: bool) -> str:
@@ -159,26 +187,28 @@ class Context:
     one_shot: bool = False
     _warned: set[str] = field(default_factory=set)
 
-    def warn_if_vanishing(self, location: StoreLocation) -> None:
-        """Warn once on stderr when ``location``'s store keeps what is written only in this process's memory.
+    def vanishing(self, location: StoreLocation) -> str | None:
+        """Why what is written at ``location`` is gone when the command ends, or ``None`` when it stays."""
+        return vanishing_reason(self.store(location), location.url or self.stores.default_url, one_shot=self.one_shot)
 
-        A ``memory://`` URL without a name is private to this command; a named one
-        lives as long as the process, so for the one-shot command it too ends now.
-        """
-        driver = self.store(location)
-        if driver.name != "inmemory":
-            return
+    def warn_if_vanishing(self, location: StoreLocation) -> None:
+        """Warn once per store on stderr when what is written at ``location`` is gone when the command ends."""
         url = location.url or self.stores.default_url or ""
-        private = not urllib.parse.urlsplit(url).netloc
-        if (not private and not self.one_shot) or url in self._warned:
+        why = self.vanishing(location)
+        if why is None or url in self._warned:
             return
         self._warned.add(url)
-        shown = redact_url(url.split("#", 1)[0], set(driver.secret_params))
-        why = "has no name, so it is private to this command" if private else "is held in this process's memory"
-        print(
-            f"{PROG}: warning: the in-memory store {shown} {why}: what is written there is gone when the command ends",
-            file=sys.stderr,
-        )
+        warn_vanishing(self.store(location), url, why)
+
+    def refuse_moving_into_vanishing(self, location: StoreLocation) -> None:
+        """Raise :class:`UsageError` when a move to ``location`` would delete its source for a store that vanishes."""
+        why = self.vanishing(location)
+        if why is not None:
+            shown = redact_url(location.url or self.stores.default_url or "", set(self.store(location).secret_params))
+            raise UsageError(
+                f"mv into the in-memory store {shown.split('#', 1)[0]} would delete the source: the store {why}"
+                " and is gone when the command ends; use cp"
+            )
 
     def progress(self, label: str, total: int | None) -> Progress:
         """A progress bar for one transfer, shown only on a terminal and without ``--quiet``."""
@@ -187,6 +217,29 @@ class Context:
     def store(self, location: StoreLocation) -> StorageDriver:
         """The driver of the store ``location`` is in."""
         return self.stores.get(location.url)
+
+
+def vanishing_reason(driver: StorageDriver, url: str | None, *, one_shot: bool) -> str | None:
+    """Why what is written into ``driver`` (opened from ``url``) is gone when the command ends, else ``None``.
+
+    A ``memory://`` store without a name (no URL host, no ``?name=``) is private to
+    this command; a named one lives as long as the process, so it ends with the
+    one-shot ``blobdrivers`` command (``one_shot``) but not with a program calling main().
+    """
+    if driver.name != "inmemory" or url is None:
+        return None
+    if not factory.resolve_url(url.split("#", 1)[0])[1].get("name"):
+        return "has no name, so it is private to this command"
+    return "is held in this process's memory" if one_shot else None
+
+
+def warn_vanishing(driver: StorageDriver, url: str, why: str, *, stream: TextIO | None = None) -> None:
+    """Print (on ``stream``, default stderr) that what is written into the store of ``url`` is gone at the end."""
+    shown = redact_url(url.split("#", 1)[0], set(driver.secret_params))
+    print(
+        f"{PROG}: warning: the in-memory store {shown} {why}: what is written there is gone when the command ends",
+        file=sys.stderr if stream is None else stream,
+    )
 
 
 @dataclass(frozen=True)

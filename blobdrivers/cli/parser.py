@@ -19,7 +19,7 @@ from .commands import (
     cmd_stat,
     cmd_url,
 )
-from .docs import cmd_help
+from .docs import cmd_help, topics
 from .locations import ENV_URL, PROG, Context
 from .sync import add_sync_parser
 
@@ -287,7 +287,8 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     summary = "Print a page of the documentation installed with the package (without TOPIC: the topics)."
     sub = command("help", cmd_help, summary, help_epilog, store=False)
-    sub.add_argument("topic", nargs="?", metavar="TOPIC", help="a topic: cli, contract, configuration, s3, ...")
+    installed = ", ".join(topics()) or "none installed"
+    sub.add_argument("topic", nargs="?", metavar="TOPIC", help=f"a topic: {installed}")
     return parser, subparsers
 
 

@@ -17,6 +17,7 @@ from ..driver import StorageDriver
 from ..errors import StorageError
 from ..redaction import redact_url
 from ..replicate import COMPARE_MODES, ReplicationInterrupted, ReplicationProgress, ReplicationReport, replicate
+from .locations import Context, vanishing_reason, warn_vanishing
 from .progress import Progress, format_size, progress_wanted
 
 __all__ = ["add_sync_parser", "run_sync", "summary_table"]
@@ -84,8 +85,8 @@ def add_sync_parser(
     return parser
 
 
-def _sync_handler(args: argparse.Namespace, context: object) -> int:
-    return run_sync(args)
+def _sync_handler(args: argparse.Namespace, context: Context) -> int:
+    return run_sync(args, one_shot=context.one_shot)
 
 
 def _positive_int(text: str) -> int:
@@ -106,11 +107,15 @@ def _open_store(url: str) -> StorageDriver:
     return factory.from_url(url)
 
 
-def run_sync(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def run_sync(
+    args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None, one_shot: bool = False
+) -> int:
     """Run ``blobdrivers sync`` with parsed arguments; return the exit status.
 
     0 when everything was replicated, 1 when an update failed or the run stopped
     early, 2 for bad arguments or store configuration, 130 when interrupted.
+    A target that vanishes when the command ends (a ``memory://`` store; ``one_shot``:
+    this process is the ``blobdrivers`` command) is warned about, as ``cp`` does.
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
@@ -129,6 +134,9 @@ def run_sync(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: 
         print(shown(f"blobdrivers sync: error: {exc}"), file=err)
         return 2
     source, target = opened
+    why = vanishing_reason(target, args.target, one_shot=one_shot)
+    if why is not None and not args.dry_run:
+        warn_vanishing(target, args.target, why, stream=err)
     quiet = bool(getattr(args, "quiet", False))
     show_bar = not args.dry_run and progress_wanted(quiet=quiet, stream=err)
     bar = Progress("sync", enabled=show_bar, stream=err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat as stat_module
 import sys
@@ -24,6 +25,7 @@ from .locations import (
     join_path,
     logical_path,
 )
+from .places import Place, local_place, refuse_overlap, refuse_same_file, store_place
 from .progress import Progress, ProgressReader
 
 #: Buffer for copies to local files and stdout; a store-to-store copy uses the driver's own part sizes.
@@ -46,7 +48,8 @@ def transfer(
     """Copy ``src`` to ``dst`` (a directory's files with ``recursive``); ``delete_source`` makes it a move.
 
     Each file is deleted from the source right after its copy, so an interruption
-    leaves every file in at least one place.
+    leaves every file in at least one place. A copy onto the source itself (another
+    spelling of the same file or folder, see :mod:`.places`) is refused before anything is written.
     """
     if src == LocalFile("-") and dst == LocalFile("-"):
         raise UsageError("source and destination cannot both be '-'")
@@ -55,7 +58,10 @@ def transfer(
     if isinstance(src, LocalFile):
         if src.path != "-" and os.path.isdir(src.path):
             raise CommandError(f"{src.path} is a local directory; only files are copied from the local machine")
-        copy_file(ctx, src, None, dst, conditions)
+        target = file_target(ctx, dst, "" if src.path == "-" else basename(src.path))
+        if src.path != "-":
+            _refuse_same_file(ctx, local_place(src.path), target)
+        copy_file(ctx, src, None, target, conditions)
         if delete_source:
             os.remove(src.path)
         return
@@ -63,7 +69,9 @@ def transfer(
     path = logical_path(src, allow_root=True)
     info = driver.stat(path)
     if not info.is_dir:
-        copy_file(ctx, StoreLocation(src.url, path), info, dst, conditions)
+        target = file_target(ctx, dst, basename(path))
+        _refuse_same_file(ctx, store_place(driver, path), target)
+        copy_file(ctx, StoreLocation(src.url, path), info, target, conditions)
         if delete_source:
             driver.delete(path)
         return
@@ -71,44 +79,77 @@ def transfer(
         raise CommandError(f"{path} is a directory (cp -r and get -r copy what is below a directory)")
     if dst == LocalFile("-"):
         raise CommandError(f"{path} is a directory; a directory cannot be written to stdout")
-    destination = _tree_destination(ctx, driver, path, dst)
-    for entry in driver.walk(path):
+    if isinstance(dst, LocalFile) and os.path.lexists(dst.path) and not os.path.isdir(dst.path):
+        raise CommandError(f"{dst.path} is not a directory (a directory's files are copied into a folder)")
+    destination = _tree_destination(dst)
+    listed: list[FileInfo] | None = None
+
+    def relatives() -> list[str]:
+        nonlocal listed
+        listed = [entry for entry in driver.walk(path) if not entry.is_dir]
+        return [_relative(path, entry.path) for entry in listed]
+
+    refuse_overlap(store_place(driver, path), place_of(ctx, dst), relatives, path, _shown(dst))
+    for entry in listed if listed is not None else driver.walk(path):
         if entry.is_dir:
             continue
-        relative = entry.path[len(path) + 1 :] if path != "/" else entry.path[1:]
-        copy_file(ctx, StoreLocation(src.url, entry.path), entry, destination(relative), conditions, exact=True)
+        target = destination(_relative(path, entry.path))
+        copy_file(ctx, StoreLocation(src.url, entry.path), entry, target, conditions, parents=True)
         if delete_source:
             driver.delete(entry.path)
 
 
-def _tree_destination(ctx: Context, driver: StorageDriver, path: str, dst: Endpoint) -> Callable[[str], Endpoint]:
-    """Where each file of the directory ``path`` goes, by its path relative to it: below ``dst``."""
+def _relative(directory: str, path: str) -> str:
+    return path[len(directory) + 1 :] if directory != "/" else path[1:]
+
+
+def _tree_destination(dst: Endpoint) -> Callable[[str], Endpoint]:
+    """Where each file of a directory goes, by its path relative to it: below ``dst``."""
     if isinstance(dst, LocalFile):
         return lambda relative: LocalFile(os.path.join(dst.path, *relative.split("/")))
     target = logical_path(dst, allow_root=True)
-    if ctx.store(dst) is driver:
-        refuse_nesting(path, target)
     return lambda relative: StoreLocation(dst.url, join_path(target, relative))
+
+
+def place_of(ctx: Context, endpoint: Endpoint) -> Place:
+    """Where the file or folder ``endpoint`` names is kept (not ``-``)."""
+    if isinstance(endpoint, LocalFile):
+        return local_place(endpoint.path)
+    return store_place(ctx.store(endpoint), logical_path(endpoint, allow_root=True))
+
+
+def _shown(endpoint: Endpoint) -> str:
+    """A destination as the user reads it: a local path, or a store's logical path."""
+    return endpoint.path if isinstance(endpoint, LocalFile) else logical_path(endpoint, allow_root=True)
+
+
+def _refuse_same_file(ctx: Context, source: Place, target: Endpoint) -> None:
+    if target != LocalFile("-"):
+        refuse_same_file(source, place_of(ctx, target), target.path)
+
+
+def file_target(ctx: Context, dst: Endpoint, name: str) -> Endpoint:
+    """The file a copy of the file named ``name`` writes: ``dst``, or ``name`` inside it when it is a directory."""
+    if isinstance(dst, StoreLocation):
+        return StoreLocation(dst.url, store_destination(ctx.store(dst), dst, name))
+    return dst if dst.path == "-" else LocalFile(_local_destination(dst.path, name))
 
 
 def move_within(driver: StorageDriver, src: str, dst: StoreLocation, conditions: WriteConditions) -> None:
     """Move the file or directory ``src`` of ``driver`` to ``dst`` in the same store, file by file."""
     info = driver.stat(src)
     if not info.is_dir:
-        driver.move(src, store_destination(driver, dst, basename(src)), **conditions.kwargs())
+        target = store_destination(driver, dst, basename(src))
+        refuse_same_file(store_place(driver, src), store_place(driver, target), target)
+        driver.move(src, target, **conditions.kwargs())
         return
     target = logical_path(dst, allow_root=True)
-    refuse_nesting(src, target)
     # Collect the files first: renaming entries out of a directory while listing it may skip some.
     files = [entry.path for entry in driver.walk(src) if not entry.is_dir]
-    for path in files:
-        driver.move(path, join_path(target, path[len(src) + 1 :] if src != "/" else path[1:]), **conditions.kwargs())
-
-
-def refuse_nesting(src: str, dst: str) -> None:
-    """Raise :class:`CommandError` when the directory ``src`` would be copied or moved into itself."""
-    if src in ("/", dst) or dst.startswith(src + "/"):
-        raise CommandError(f"cannot copy or move the directory {src} into itself ({dst})")
+    relatives = [_relative(src, path) for path in files]
+    refuse_overlap(store_place(driver, src), store_place(driver, target), lambda: relatives, src, target)
+    for relative in relatives:
+        driver.move(join_path(src, relative), join_path(target, relative), **conditions.kwargs())
 
 
 def basename(path: str) -> str:
@@ -123,17 +164,16 @@ def copy_file(
     dst: Endpoint,
     conditions: WriteConditions,
     *,
-    exact: bool = False,
+    parents: bool = False,
 ) -> None:
-    """Stream one file from ``src`` to ``dst`` in bounded memory, with a progress bar.
+    """Stream one file from ``src`` to the file ``dst`` in bounded memory, with a progress bar.
 
-    ``dst`` may name a directory to copy into, unless ``exact`` says it is the file itself.
+    ``parents`` creates the local folders ``dst`` is in (a file of a directory tree).
     """
-    name = "" if src == LocalFile("-") else basename(src.path)
     label = src.path if src.path != "-" else "stdin"
     if isinstance(dst, StoreLocation):
         driver = ctx.store(dst)
-        target = dst.path if exact else store_destination(driver, dst, name)
+        target = dst.path
         if isinstance(src, StoreLocation) and ctx.store(src) is driver and not conditions:
             # Within one store a copy is a one-source cat: server-side where the backend
             # can, never through this process (so there is no progress to show).
@@ -148,11 +188,10 @@ def copy_file(
             _pump(reader, out.write, progress)
             out.flush()
     else:
-        local_target = dst.path if exact else _local_destination(dst.path, name)
-        if exact:  # a file of a directory tree: its folders are created as needed
-            os.makedirs(os.path.dirname(os.path.abspath(local_target)), exist_ok=True)
+        if parents:
+            _make_folders(os.path.dirname(dst.path))
         with _open_source(ctx, src, info) as (reader, total), ctx.progress(label, total) as progress:
-            _write_local(local_target, reader, progress)
+            _write_local(dst.path, reader, progress)
 
 
 @contextlib.contextmanager
@@ -196,6 +235,25 @@ def _local_destination(path: str, name: str) -> str:
             raise UsageError("name the destination file (the destination is a directory)")
         return os.path.join(path, name)
     return path
+
+
+def _make_folders(folder: str) -> None:
+    """Create the local folder ``folder`` and its parents; a file in the way is "not a directory", by its name."""
+    try:
+        os.makedirs(folder or ".", exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocking = next(
+            (parent for parent in _parents(folder) if os.path.lexists(parent) and not os.path.isdir(parent)), folder
+        )
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), blocking) from exc
+
+
+def _parents(folder: str) -> list[str]:
+    """``folder`` and the folders above it, the outermost first (``a``, ``a/b``, ``a/b/c``)."""
+    chain = [folder]
+    while (parent := os.path.dirname(chain[-1])) not in ("", chain[-1]):
+        chain.append(parent)
+    return chain[::-1]
 
 
 def _pump(reader: _Readable, write: Callable[[memoryview], object], progress: Progress) -> None:
