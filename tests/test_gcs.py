@@ -45,6 +45,7 @@ from blobdrivers.errors import (
 )
 from blobdrivers.testing import DriverConformance
 from blobdrivers.testing.contract_namespace import WriteRaw
+from blobdrivers.testing.contract_conditions import CONDITIONED
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
 from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.faultproxy import FaultProxy, gcs_error
@@ -149,9 +150,12 @@ class TestGCSConformance(DriverConformance):
             _leave_empty(store)
 
     @IGNORES_PRECONDITIONS
-    def test_writer_commit_and_move_conditions(self, store: GCSDriver) -> None:  # type: ignore[override]
+    @CONDITIONED
+    def test_false_condition_fails_and_changes_nothing(  # type: ignore[override]
+        self, store: GCSDriver, operation: str, kind: str
+    ) -> None:
         try:
-            super().test_writer_commit_and_move_conditions(store)
+            super().test_false_condition_fails_and_changes_nothing(store, operation, kind)
         finally:
             _leave_empty(store)
 

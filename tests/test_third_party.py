@@ -206,6 +206,39 @@ def test_a_failing_test_is_reported_once_and_a_passing_one_still_for_leftovers(t
 
 # ---------------------------------------------------------------------- capabilities
 
+BROKEN_CONDITIONS = """
+import uuid
+import pytest
+from blobdrivers.testing import DriverConformance
+from tests.fake_drivers.third_party import IgnoresCommitConditions, IgnoresMoveIfMatch
+
+
+class TestMove(DriverConformance):
+    @pytest.fixture
+    def driver(self):
+        return IgnoresMoveIfMatch(name=uuid.uuid4().hex)
+
+
+class TestCommit(DriverConformance):
+    @pytest.fixture
+    def driver(self):
+        return IgnoresCommitConditions(name=uuid.uuid4().hex)
+"""
+
+
+def test_each_declared_condition_is_tested_on_put_move_and_commit_without_other_capabilities(tmp_path: Path) -> None:
+    (tmp_path / "test_broken.py").write_text(textwrap.dedent(BROKEN_CONDITIONS))
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "-k", "condition", "test_broken.py"]
+    done = _run(args, tmp_path, tmp_path)
+    failed = sorted(re.findall(r"^FAILED test_broken.py::(\S+)", done.stdout, flags=re.MULTILINE))
+    assert failed == [
+        "TestCommit::test_false_condition_fails_and_changes_nothing[commit-if_match]",
+        "TestCommit::test_false_condition_fails_and_changes_nothing[commit-if_none_match]",
+        "TestCommit::test_false_condition_fails_and_changes_nothing[streamed_commit-if_match]",
+        "TestCommit::test_false_condition_fails_and_changes_nothing[streamed_commit-if_none_match]",
+        "TestMove::test_false_condition_fails_and_changes_nothing[move-if_match]",
+    ], done.stdout
+
 
 def test_an_undeclared_capability_is_refused_naming_it_before_any_hook() -> None:
     class Bare(MyDriver):
