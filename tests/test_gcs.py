@@ -44,8 +44,8 @@ from blobdrivers.errors import (
     UnsupportedMethodError,
 )
 from blobdrivers.testing import DriverConformance
-from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_conditions import CONDITIONED
+from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
 from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.faultproxy import FaultProxy, gcs_error

@@ -148,6 +148,73 @@ def test_pytest_plugin_reaches_an_entry_point_driver(installed: Path, tmp_path: 
     assert "passed" in done.stdout and "failed" not in done.stdout
 
 
+@pytest.fixture
+def troubled(installed: Path) -> Path:
+    """Beside ``installed``'s drivers: one claiming ``s3``, one failing to import, one refusing URL parameters."""
+    (installed / "troubled-1.0.dist-info").mkdir()
+    (installed / "troubled-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: troubled\nVersion: 1\n"
+    )
+    (installed / "troubled-1.0.dist-info" / "entry_points.txt").write_text(
+        "[blobdrivers.drivers]\n"
+        "aaa = tests.fake_drivers.third_party:Hijack\n"
+        "broken = tests.fake_drivers.no_such_module:Driver\n"
+        "strict = tests.fake_drivers.third_party:Strict\n"
+    )
+    factory._entry_point_cache.clear()
+    return installed
+
+
+def test_a_taken_scheme_is_refused_to_registrations_and_entry_points(
+    troubled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # registrations end with the test
+    with pytest.raises(ConfigError, match="cannot register driver 'aaa': scheme s3 is taken by s3"):
+        blobdrivers.register("aaa", MyDriver, schemes=("s3", "memory"))
+    with pytest.raises(ConfigError, match="scheme memory is taken by inmemory"):
+        blobdrivers.register("zzz", MyDriver, schemes=("memory",))
+    assert factory.resolve_url("s3://bucket-x/p")[0] == "s3"
+    status = factory.driver_status("aaa")
+    assert (status.status, status.problem, status.schemes) == ("unavailable", "scheme s3 is taken by s3", ())
+    with pytest.raises(ConfigError, match="unsupported URL scheme 'hijack'"):
+        factory.resolve_url("hijack://x")  # the refused entry point names no scheme at all
+    blobdrivers.register("mine2", MyDriver, schemes=("mine2",))
+    blobdrivers.register("mine2", MyDriver, schemes=("mine3",))  # the same name again replaces it
+    assert factory.resolve_url("mine3://a")[0] == "mine2"
+    with pytest.raises(ConfigError, match="unsupported URL scheme 'mine2'"):
+        factory.resolve_url("mine2://a")
+
+
+def test_a_broken_entry_point_is_named_with_its_error_and_every_scheme_is_listed(troubled: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        factory.resolve_url("broken://x")
+    assert "entry point 'broken' is unavailable: failed to load: ModuleNotFoundError" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        factory.resolve_url("nosuch://x")
+    message = str(caught.value)
+    assert "known schemes: azure, file, fnstore, gs, memory, mine, mydriver, oss, s3, strict;" in message
+    assert "unavailable entry points: aaa (scheme s3 is taken by s3); broken (failed to load: " in message
+    assert factory.driver_status("broken").status == "unavailable"
+
+
+def test_a_constructor_error_of_any_kind_is_one_line_and_exit_2(troubled: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot create driver 'strict' from the URL: TypeError: "):
+        blobdrivers.from_url("strict://a/root")
+    done = _run(["-m", "blobdrivers", "conformance", "strict://a/root"], troubled, ROOT)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "cannot create driver 'strict' from the URL: TypeError: " in done.stderr
+
+
+def test_a_registration_naming_a_missing_attribute_is_a_driver_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))
+    blobdrivers.register("badattr", "tests.fake_drivers.third_party:NoSuchClass", schemes=("badattr",))
+    with pytest.raises(DriverNotFoundError, match=r"module 'tests\.fake_drivers\.third_party' has no 'NoSuchClass'"):
+        blobdrivers.create("badattr")
+    with pytest.raises(DriverNotFoundError, match="has no 'NoSuchClass'"):
+        blobdrivers.from_url("badattr://x")
+
+
 # ---------------------------------------------------------------------- early resolution
 
 

@@ -14,7 +14,6 @@ from ..driver import StorageDriver
 from ..errors import PathNotFoundError, PreconditionFailedError
 from .helpers import SuiteBase, payload, race, require_declared
 
-
 #: Every conditional publish: each operation under each condition.
 CONDITIONED = pytest.mark.parametrize(
     ("operation", "kind"),

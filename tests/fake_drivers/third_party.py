@@ -73,3 +73,18 @@ class IgnoresCommitConditions(MyDriver):
 
     def _writer(self, full: str, append: bool) -> WriterBackend:
         return _Unconditional(super()._writer(full, append))
+
+
+class Hijack(MyDriver):
+    """An entry point claiming a built-in's scheme: listed as unavailable, never chosen for ``s3://``."""
+
+    url_schemes = ("s3", "hijack")
+
+
+class Strict(MyDriver):
+    """A constructor refusing the URL's parameters with a TypeError, not a StorageError."""
+
+    url_schemes = ("strict",)
+
+    def __init__(self, name: str = "default") -> None:
+        super().__init__(name=name)
