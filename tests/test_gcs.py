@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ import urllib3.exceptions
 from urllib3.response import HTTPResponse
 
 import blobdrivers
+from blobdrivers.capabilities import Capability
 from blobdrivers.drivers.gcs import GCSDriver
 from blobdrivers.drivers.gcs import client as gcs_client
 from blobdrivers.drivers.gcs.sidecar import UploadState
@@ -1161,6 +1163,21 @@ def test_url_for_without_a_private_key_says_why(gcs: GCSDriver) -> None:
         gcs.url_for("/u")
     assert caught.value.driver == "gcs"
     gcs.delete("/u")
+
+
+def test_capabilities_never_raise_an_sdk_error(
+    service_account: tuple[dict[str, str], Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    store = blobdrivers.create("gcs", {"bucket": "bucket-x"})  # application default credentials, which fail
+    for call in (lambda: store.put("/a", b"x", if_none_match="*"), lambda: store.put("/a", b"x")):
+        with pytest.raises(StorageError, match="no Google credentials") as caught:
+            call()
+        assert type(caught.value).__module__.startswith("blobdrivers")
+    info, _ = service_account
+    keyed = GCSDriver(bucket="bucket-x", endpoint="http://127.0.0.1:9", credentials=json.dumps(info))
+    assert Capability.SIGNED_READ_URLS in keyed.capabilities  # from the configuration: no client is built
+    assert keyed._clients._value is None
 
 
 def test_credentials_never_show(service_account: tuple[dict[str, str], Any]) -> None:
