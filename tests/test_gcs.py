@@ -31,6 +31,7 @@ import urllib3.exceptions
 from urllib3.response import HTTPResponse
 
 import blobdrivers
+from blobdrivers.calls import CallEvent
 from blobdrivers.capabilities import Capability
 from blobdrivers.drivers.gcs import GCSDriver
 from blobdrivers.drivers.gcs import client as gcs_client
@@ -389,6 +390,28 @@ def test_close_leaves_session_and_small_tail_for_exact_resume(gcs_server: GcsSer
     assert driver.get("/up/blob") == first + second + b"end"
     assert _hidden_keys(driver) == []
     driver.delete("/up")
+
+
+def test_a_resumed_streaming_upload_is_refused_a_condition_by_capability(gcs_server: GcsServer, bucket: str) -> None:
+    driver = GCSDriver(bucket=bucket, endpoint=gcs_server.endpoint, chunksize="1MiB")
+    content = _payload(600 * 1024)
+    writer = driver.writer("/a")
+    writer.write(content)  # less than a chunk, but close() starts a session on /a for the aligned 512 KiB
+    writer.close()
+    resumed = driver.writer("/a", append=True)
+    resumed.write(b"tail")
+    events: list[CallEvent] = []
+    driver.observers.append(events.append)
+    with pytest.raises(UnsupportedMethodError, match="conditional commit of a streamed writer") as caught:
+        resumed.commit(if_none_match="*")
+    driver.observers.remove(events.append)
+    assert caught.value.driver == "gcs" and "GCS fixes" in str(caught.value)  # the capability note
+    assert [event.operation for event in events] == ["close"]  # refused before the commit hook: parked
+    last = driver.writer("/a", append=True)
+    assert last.size == len(content) + 4
+    last.commit()
+    assert driver.get("/a") == content + b"tail"
+    driver.delete("/a")
 
 
 def test_a_resumed_writer_that_dies_takes_its_session_with_it(gcs: GCSDriver) -> None:
