@@ -215,6 +215,14 @@ def test_a_registration_naming_a_missing_attribute_is_a_driver_error(monkeypatch
         blobdrivers.from_url("badattr://x")
 
 
+@pytest.mark.parametrize("args", [[], ["--", "--blobdrivers-url", ""]], ids=["no URL", "empty URL"])
+def test_the_default_store_is_named_in_the_header(args: list[str], tmp_path: Path) -> None:
+    done = _run(["-m", "blobdrivers", "conformance", "-k", "test_put_get", *args], tmp_path, ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^blobdrivers store: filesystem:///\S*blobdrivers-conformance-", done.stdout, re.MULTILINE)
+    assert "blobdrivers capabilities tested: conditional commit of a streamed writer, if_match" in done.stdout
+
+
 # ---------------------------------------------------------------------- early resolution
 
 

@@ -7,6 +7,8 @@ and the ``large`` marker; tests marked ``large`` run only with ``--blobdrivers-l
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Generator
 from pathlib import Path
 
@@ -45,12 +47,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the markers; with a URL, resolve it (a bad one is a UsageError) and add the URL-driven suite."""
+    """Declare the markers; with a URL, resolve it (a bad one is a UsageError) and add the URL-driven suite.
+
+    An empty URL stands for the default store: a filesystem store in a temporary folder.
+    """
     config.addinivalue_line("markers", "large: multi-GiB tests, run only with --blobdrivers-large")
     config.addinivalue_line("markers", "blobdrivers_needs(*capabilities): skipped unless the driver declares them")
     url = config.getoption("blobdrivers_url")
-    if not url:
+    if url is None:
         return
+    if not url:  # given empty (``blobdrivers conformance`` without a URL): a temporary folder, removed at the end
+        folder = tempfile.mkdtemp(prefix="blobdrivers-conformance-")
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+        url = f"file://{folder}"
     try:
         config.stash[STORE] = from_url(url)
     except StorageError as exc:
