@@ -49,9 +49,9 @@ def _env(site: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
 
 
-def _run(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], site: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=_env(site)
+        [sys.executable, *args], capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=_env(site) | env
     )
 
 
@@ -270,13 +270,42 @@ class TestLeaks(DriverConformance):
 """
 
 
-def test_a_failing_test_is_reported_once_and_a_passing_one_still_for_leftovers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("autoload", ["1", ""], ids=["plugin autoloaded", "plugin not loaded"])
+def test_a_failing_test_is_reported_once_and_a_passing_one_still_for_leftovers(tmp_path: Path, autoload: str) -> None:
     (tmp_path / "test_leaks.py").write_text(textwrap.dedent(SUITE))
-    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-k", "and_leaves_a_file", "test_leaks.py"]
-    done = _run(args, tmp_path, tmp_path)
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "error", "-k", "and_leaves_a_file", "test_leaks.py"]
+    done = _run(args, tmp_path, tmp_path, PYTEST_DISABLE_PLUGIN_AUTOLOAD="" if autoload else "1")
     assert "1 failed, 1 passed, " in done.stdout and " 1 error in" in done.stdout, done.stdout
     assert "ERROR test_leaks.py::TestLeaks::test_passes_and_leaves_a_file" in done.stdout
     assert "ERROR test_leaks.py::TestLeaks::test_fails_and_leaves_a_file" not in done.stdout
+
+
+RUN_MEMORY = (
+    "from blobdrivers.testing import run_conformance as run; "
+    "raise SystemExit(run('memory://x', extra_args=['-k', 'get']))"
+)
+
+
+def test_the_suite_needs_no_plugin_for_its_declarations(tmp_path: Path) -> None:
+    (tmp_path / "test_leaks.py").write_text(textwrap.dedent(SUITE))
+    args = [
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rs",
+        "-W",
+        "error",
+        "-k",
+        "append or large",
+        "test_leaks.py",
+    ]
+    done = _run(args, tmp_path, tmp_path, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "multi-GiB test: run with --blobdrivers-large" in done.stdout and "passed" in done.stdout
+    done = _run(["-c", RUN_MEMORY], tmp_path, tmp_path, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert done.returncode == 0 and "blobdrivers store: inmemory://x" in done.stdout, done.stdout + done.stderr
 
 
 # ---------------------------------------------------------------------- capabilities
