@@ -128,7 +128,8 @@ def driver_status(name: str) -> DriverStatus:
     except DriverNotFoundError as exc:
         schemes = registration.schemes if registration else ()
         cause = exc.__cause__
-        sdk_missing = isinstance(cause, ModuleNotFoundError) and not (cause.name or "").startswith("blobdrivers")
+        own = registration.factory if registration and isinstance(registration.factory, str) else ""
+        sdk_missing = isinstance(cause, ModuleNotFoundError) and _outside(cause.name or "", own)
         sdk, extra = (registration.sdk, registration.extra) if registration else (None, None)
         status = "missing SDK" if sdk_missing and (sdk or extra) else "unavailable"
         shown_extra = extra if status == "missing SDK" else None
@@ -308,7 +309,7 @@ def _import_target(name: str, registration: _Registration) -> Factory | type[Sto
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
-        if missing and not missing.startswith("blobdrivers") and (registration.sdk or registration.extra):
+        if _outside(missing, module_name) and (registration.sdk or registration.extra):
             package = registration.sdk or missing
             install = f"blobdrivers[{registration.extra}]" if registration.extra else package
             raise DriverNotFoundError(
@@ -318,12 +319,17 @@ def _import_target(name: str, registration: _Registration) -> Factory | type[Sto
             ) from exc
         if missing == module_name:
             raise DriverNotFoundError(f"driver {name!r} is not part of this installation", driver=name) from exc
-        raise
+        raise DriverNotFoundError(f"driver {name!r} cannot be imported: {type(exc).__name__}: {exc}") from exc
     try:
         loaded: Factory | type[StorageDriver] = getattr(module, attr)
     except AttributeError as exc:
         raise DriverNotFoundError(f"driver {name!r}: module {module_name!r} has no {attr!r}", driver=name) from exc
     return loaded
+
+
+def _outside(missing: str, module_name: str) -> bool:
+    """Whether the missing module is outside the driver's own top-level package: an SDK, not a typo of the driver."""
+    return bool(missing) and missing.partition(".")[0] != module_name.partition(".")[0]
 
 
 def _as_factory(factory: Factory | type[StorageDriver]) -> Factory:

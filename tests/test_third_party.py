@@ -432,3 +432,13 @@ def test_a_missing_sdk_dependency_names_the_sdk_and_the_extra(driver: str, modul
     )
     expected = f"driver {driver!r} needs {package} and its dependencies (module '{module}"  # or a submodule
     assert expected in done.stdout and f'pip install "blobdrivers[{driver}]"' in done.stdout, done.stdout
+
+
+def test_a_missing_module_of_the_drivers_own_package_does_not_blame_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))
+    blobdrivers.register("owntypo", "tests.fake_drivers.own_typo:Driver", sdk="fake-sdk", extra="fake")
+    with pytest.raises(DriverNotFoundError, match="cannot be imported: ModuleNotFoundError: ") as caught:
+        blobdrivers.create("owntypo")
+    assert "fake-sdk" not in str(caught.value) and "pip install" not in str(caught.value)
+    status = factory.driver_status("owntypo")
+    assert status.status == "unavailable" and status.extra is None
