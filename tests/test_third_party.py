@@ -442,3 +442,25 @@ def test_a_missing_module_of_the_drivers_own_package_does_not_blame_the_sdk(monk
     assert "fake-sdk" not in str(caught.value) and "pip install" not in str(caught.value)
     status = factory.driver_status("owntypo")
     assert status.status == "unavailable" and status.extra is None
+
+
+PUBLISHES_ON_CANCEL = """
+import uuid
+import pytest
+from blobdrivers.testing import DriverConformance
+from tests.fake_drivers.third_party import PublishesOnCancel
+
+
+class TestCancel(DriverConformance):
+    @pytest.fixture
+    def driver(self):
+        return PublishesOnCancel(name=uuid.uuid4().hex)
+"""
+
+
+def test_core_writer_tests_run_for_a_driver_without_resumable_writers(tmp_path: Path) -> None:
+    (tmp_path / "test_cancel.py").write_text(textwrap.dedent(PUBLISHES_ON_CANCEL))
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "-k", "cancel_publishes or state_machine"]
+    done = _run([*args, "test_cancel.py"], tmp_path, tmp_path)
+    assert "FAILED test_cancel.py::TestCancel::test_cancel_publishes_nothing_and_drops_progress" in done.stdout
+    assert "test_writer_state_machine" not in done.stdout.split("short test summary")[-1], done.stdout

@@ -88,3 +88,17 @@ class Strict(MyDriver):
 
     def __init__(self, name: str = "default") -> None:
         super().__init__(name=name)
+
+
+class _PublishingCancel(_Unconditional):
+    def cancel(self) -> None:
+        self._backend.commit(Conditions())
+
+
+class PublishesOnCancel(MyDriver):
+    """Declares no resumable writers, and publishes on cancel: the core writer tests must still fail it."""
+
+    declared_capabilities = MyDriver.declared_capabilities - {Capability.RESUMABLE_WRITERS}
+
+    def _writer(self, full: str, append: bool) -> WriterBackend:
+        return _PublishingCancel(super()._writer(full, append))
