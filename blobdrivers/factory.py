@@ -295,6 +295,9 @@ def _load(name: str) -> Factory | type[StorageDriver]:
         if isinstance(registration.factory, str):
             return _import_target(name, registration)
         return registration.factory
+    cached = _entry_points().loaded.get(name)
+    if cached is not None:  # loaded once per process: from_url of an entry-point scheme stays cheap
+        return cached  # type: ignore[return-value]
     for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
         loaded: Factory | type[StorageDriver] = ep.load()
         return loaded

@@ -464,3 +464,20 @@ def test_core_writer_tests_run_for_a_driver_without_resumable_writers(tmp_path: 
     done = _run([*args, "test_cancel.py"], tmp_path, tmp_path)
     assert "FAILED test_cancel.py::TestCancel::test_cancel_publishes_nothing_and_drops_progress" in done.stdout
     assert "test_writer_state_machine" not in done.stdout.split("short test summary")[-1], done.stdout
+
+
+def test_an_entry_point_scheme_is_found_without_scanning_entry_points_again(
+    installed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory._entry_point_cache.clear()
+    blobdrivers.from_url("mydriver://cached")
+    scans: list[object] = []
+    real = factory.entry_points
+    monkeypatch.setattr(factory, "entry_points", lambda **kw: scans.append(kw) or real(**kw))
+    for _ in range(3):
+        assert isinstance(blobdrivers.from_url("mydriver://cached"), MyDriver)
+    assert scans == []
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # the registration ends with the test
+    blobdrivers.register("other", MyDriver, schemes=("other",))  # a registration may take a scheme: scanned again
+    blobdrivers.from_url("mydriver://cached")
+    assert len(scans) == 1
