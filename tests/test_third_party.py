@@ -314,7 +314,7 @@ BROKEN_CONDITIONS = """
 import uuid
 import pytest
 from blobdrivers.testing import DriverConformance
-from tests.fake_drivers.third_party import IgnoresCommitConditions, IgnoresMoveIfMatch
+from tests.fake_drivers.third_party import IgnoresCommitConditions, IgnoresMoveIfMatch, PublishesOnCancel
 
 
 class TestMove(DriverConformance):
@@ -327,21 +327,32 @@ class TestCommit(DriverConformance):
     @pytest.fixture
     def driver(self):
         return IgnoresCommitConditions(name=uuid.uuid4().hex)
+
+
+class TestCancel(DriverConformance):
+    @pytest.fixture
+    def driver(self):
+        return PublishesOnCancel(name=uuid.uuid4().hex)
 """
 
 
-def test_each_declared_condition_is_tested_on_put_move_and_commit_without_other_capabilities(tmp_path: Path) -> None:
+def _failed_in_broken_suite(tmp_path: Path, selection: str) -> list[str]:
+    """The tests of ``BROKEN_CONDITIONS`` matching ``selection`` that fail."""
     (tmp_path / "test_broken.py").write_text(textwrap.dedent(BROKEN_CONDITIONS))
-    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "-k", "condition", "test_broken.py"]
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "-k", selection, "test_broken.py"]
     done = _run(args, tmp_path, tmp_path)
-    failed = sorted(re.findall(r"^FAILED test_broken.py::(\S+)", done.stdout, flags=re.MULTILINE))
+    return sorted(re.findall(r"^FAILED test_broken.py::(\S+)", done.stdout, flags=re.MULTILINE))
+
+
+def test_each_declared_condition_is_tested_on_put_move_and_commit_without_other_capabilities(tmp_path: Path) -> None:
+    failed = _failed_in_broken_suite(tmp_path, "(TestMove or TestCommit) and condition")
     assert failed == [
         "TestCommit::test_false_condition_fails_and_changes_nothing[commit-if_match]",
         "TestCommit::test_false_condition_fails_and_changes_nothing[commit-if_none_match]",
         "TestCommit::test_false_condition_fails_and_changes_nothing[streamed_commit-if_match]",
         "TestCommit::test_false_condition_fails_and_changes_nothing[streamed_commit-if_none_match]",
         "TestMove::test_false_condition_fails_and_changes_nothing[move-if_match]",
-    ], done.stdout
+    ]
 
 
 def test_an_undeclared_capability_is_refused_naming_it_before_any_hook() -> None:
@@ -444,26 +455,9 @@ def test_a_missing_module_of_the_drivers_own_package_does_not_blame_the_sdk(monk
     assert status.status == "unavailable" and status.extra is None
 
 
-PUBLISHES_ON_CANCEL = """
-import uuid
-import pytest
-from blobdrivers.testing import DriverConformance
-from tests.fake_drivers.third_party import PublishesOnCancel
-
-
-class TestCancel(DriverConformance):
-    @pytest.fixture
-    def driver(self):
-        return PublishesOnCancel(name=uuid.uuid4().hex)
-"""
-
-
 def test_core_writer_tests_run_for_a_driver_without_resumable_writers(tmp_path: Path) -> None:
-    (tmp_path / "test_cancel.py").write_text(textwrap.dedent(PUBLISHES_ON_CANCEL))
-    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "-k", "cancel_publishes or state_machine"]
-    done = _run([*args, "test_cancel.py"], tmp_path, tmp_path)
-    assert "FAILED test_cancel.py::TestCancel::test_cancel_publishes_nothing_and_drops_progress" in done.stdout
-    assert "test_writer_state_machine" not in done.stdout.split("short test summary")[-1], done.stdout
+    failed = _failed_in_broken_suite(tmp_path, "TestCancel and (cancel_publishes or state_machine)")
+    assert failed == ["TestCancel::test_cancel_publishes_nothing_and_drops_progress"]
 
 
 def test_an_entry_point_scheme_is_found_without_scanning_entry_points_again(
