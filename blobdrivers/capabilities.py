@@ -31,8 +31,9 @@ class Capability(enum.Enum):
     IF_NONE_MATCH = "if_none_match"
     #: ``put``, ``move`` and ``Writer.commit`` take ``if_match=etag``.
     IF_MATCH = "if_match"
-    #: A writer opened with ``append=False`` that wrote ``chunk_size`` bytes or more
-    #: still commits under conditions (a service that fixes a streamed upload's
+    #: A writer opened with ``append=False`` that wrote ``chunk_size`` bytes or more,
+    #: or whose upload already streams (its backend's ``streaming``: a resumed one's
+    #: may), still commits under conditions (a service that fixes a streamed upload's
     #: conditions when the upload starts cannot).
     CONDITIONAL_STREAMED_COMMIT = "conditional commit of a streamed writer"
     #: ``writer(path, append=True)`` resumes a parked writer or appends to the committed content.

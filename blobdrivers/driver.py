@@ -403,9 +403,10 @@ class StorageDriver(abc.ABC):
         self._require(path, *needed_for(conditions))
         return conditions
 
-    def _commit_check(self, path: str, append: bool) -> Callable[[Conditions, int], None]:
-        """What a writer runs before committing (conditions, its size): refuses undeclared capabilities."""
-        return lambda c, size: self._require(path, *needed_for(c, streamed=not append and size >= self.chunk_size))
+    def _commit_check(self, path: str, append: bool) -> Callable[[Conditions, int, bool], None]:
+        """Run before a commit (conditions, size, backend ``streaming``); refuses undeclared capabilities."""
+        limit = float("inf") if append else self.chunk_size  # a fresh writer of chunk_size bytes streams
+        return lambda c, size, streaming: self._require(path, *needed_for(c, streamed=streaming or size >= limit))
 
     def _require(self, path: str, *needed: Capability) -> None:
         """Refuse, before any request, a call needing a capability this instance does not declare."""

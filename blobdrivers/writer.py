@@ -19,7 +19,13 @@ from .errors import UnsupportedMethodError, WriterClosedError
 
 
 class WriterBackend(Protocol):
-    """The backend steps of a writer. ``size`` is the byte count already staged when opened."""
+    """The backend steps of a writer. ``size`` is the byte count already staged when opened.
+
+    A backend may also have a boolean ``streaming`` attribute, true once its upload
+    streams into a session whose conditions were fixed when it started: a conditional
+    commit then needs ``CONDITIONAL_STREAMED_COMMIT`` whatever the writer's size (a
+    resumed writer's, say), and the base refuses it before the backend's ``commit``.
+    """
 
     size: int
 
@@ -57,7 +63,7 @@ class Writer:
         path: str,
         driver: str,
         guard: Callable[[str, Callable[[], Any]], Any],
-        check: Callable[[Conditions, int], None] | None = None,
+        check: Callable[[Conditions, int, bool], None] | None = None,
     ) -> None:
         self._backend = backend
         self._check = check
@@ -104,7 +110,7 @@ class Writer:
         self._require_open("commit")
         if self._check is not None:
             try:
-                self._check(conditions, self.size)
+                self._check(conditions, self.size, bool(getattr(self._backend, "streaming", False)))
             except UnsupportedMethodError:
                 self.close()  # refused before any request: parked, like any failed commit
                 raise

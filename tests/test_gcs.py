@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ import urllib3.exceptions
 from urllib3.response import HTTPResponse
 
 import blobdrivers
+from blobdrivers.calls import CallEvent
+from blobdrivers.capabilities import Capability
 from blobdrivers.drivers.gcs import GCSDriver
 from blobdrivers.drivers.gcs import client as gcs_client
 from blobdrivers.drivers.gcs.sidecar import UploadState
@@ -44,6 +47,7 @@ from blobdrivers.errors import (
     UnsupportedMethodError,
 )
 from blobdrivers.testing import DriverConformance
+from blobdrivers.testing.contract_conditions import CONDITIONED
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_races import MOVE_CONDITIONS
 from blobdrivers.testing.contract_rules import MissingBucket
@@ -149,9 +153,12 @@ class TestGCSConformance(DriverConformance):
             _leave_empty(store)
 
     @IGNORES_PRECONDITIONS
-    def test_writer_commit_and_move_conditions(self, store: GCSDriver) -> None:  # type: ignore[override]
+    @CONDITIONED
+    def test_false_condition_fails_and_changes_nothing(  # type: ignore[override]
+        self, store: GCSDriver, operation: str, kind: str
+    ) -> None:
         try:
-            super().test_writer_commit_and_move_conditions(store)
+            super().test_false_condition_fails_and_changes_nothing(store, operation, kind)
         finally:
             _leave_empty(store)
 
@@ -383,6 +390,28 @@ def test_close_leaves_session_and_small_tail_for_exact_resume(gcs_server: GcsSer
     assert driver.get("/up/blob") == first + second + b"end"
     assert _hidden_keys(driver) == []
     driver.delete("/up")
+
+
+def test_a_resumed_streaming_upload_is_refused_a_condition_by_capability(gcs_server: GcsServer, bucket: str) -> None:
+    driver = GCSDriver(bucket=bucket, endpoint=gcs_server.endpoint, chunksize="1MiB")
+    content = _payload(600 * 1024)
+    writer = driver.writer("/a")
+    writer.write(content)  # less than a chunk, but close() starts a session on /a for the aligned 512 KiB
+    writer.close()
+    resumed = driver.writer("/a", append=True)
+    resumed.write(b"tail")
+    events: list[CallEvent] = []
+    driver.observers.append(events.append)
+    with pytest.raises(UnsupportedMethodError, match="conditional commit of a streamed writer") as caught:
+        resumed.commit(if_none_match="*")
+    driver.observers.remove(events.append)
+    assert caught.value.driver == "gcs" and "GCS fixes" in str(caught.value)  # the capability note
+    assert [event.operation for event in events] == ["close"]  # refused before the commit hook: parked
+    last = driver.writer("/a", append=True)
+    assert last.size == len(content) + 4
+    last.commit()
+    assert driver.get("/a") == content + b"tail"
+    driver.delete("/a")
 
 
 def test_a_resumed_writer_that_dies_takes_its_session_with_it(gcs: GCSDriver) -> None:
@@ -1157,6 +1186,21 @@ def test_url_for_without_a_private_key_says_why(gcs: GCSDriver) -> None:
         gcs.url_for("/u")
     assert caught.value.driver == "gcs"
     gcs.delete("/u")
+
+
+def test_capabilities_never_raise_an_sdk_error(
+    service_account: tuple[dict[str, str], Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    store = blobdrivers.create("gcs", {"bucket": "bucket-x"})  # application default credentials, which fail
+    for call in (lambda: store.put("/a", b"x", if_none_match="*"), lambda: store.put("/a", b"x")):
+        with pytest.raises(StorageError, match="no Google credentials") as caught:
+            call()
+        assert type(caught.value).__module__.startswith("blobdrivers")
+    info, _ = service_account
+    keyed = GCSDriver(bucket="bucket-x", endpoint="http://127.0.0.1:9", credentials=json.dumps(info))
+    assert Capability.SIGNED_READ_URLS in keyed.capabilities  # from the configuration: no client is built
+    assert keyed._clients._value is None
 
 
 def test_credentials_never_show(service_account: tuple[dict[str, str], Any]) -> None:

@@ -36,6 +36,7 @@ from blobdrivers.errors import (
 from blobdrivers.multipart import PlannedPart, plan_cat
 from blobdrivers.params import KiB, MiB
 from blobdrivers.testing import DriverConformance
+from blobdrivers.testing.contract_conditions import CONDITIONED
 from blobdrivers.testing.contract_namespace import WriteRaw
 from blobdrivers.testing.contract_rules import MissingBucket
 from blobdrivers.testing.helpers import in_forked_child
@@ -140,6 +141,19 @@ class TestS3Conformance(DriverConformance):
     @pytest.fixture
     def missing_bucket_driver(self, moto_server: MotoServer) -> MissingBucket:
         return S3Driver(**_params(moto_server, MISSING_BUCKET)), MISSING_BUCKET
+
+    @CONDITIONED
+    def test_false_condition_fails_and_changes_nothing(  # type: ignore[override]
+        self, store: StorageDriver, operation: str, kind: str
+    ) -> None:
+        if (operation, kind) not in {("move", "if_match"), ("streamed_commit", "if_match")}:
+            super().test_false_condition_fails_and_changes_nothing(store, operation, kind)
+            return
+        # Both complete a multipart upload whose request carries If-Match (test_commit_if_match_is_sent_on_complete,
+        # test_conditional_move_completes_with_the_condition); moto ignores it. If moto learns it, drop the case.
+        with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+            super().test_false_condition_fails_and_changes_nothing(store, operation, kind)
+        pytest.xfail("moto ignores If-Match on CompleteMultipartUpload")
 
     def test_list_over_a_thousand_children(self, store: StorageDriver) -> None:
         """The suite's 1005-object list/walk/delete, also checking the requests S3 gets."""

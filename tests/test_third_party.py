@@ -49,9 +49,9 @@ def _env(site: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
 
 
-def _run(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], site: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=_env(site)
+        [sys.executable, *args], capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=_env(site) | env
     )
 
 
@@ -148,6 +148,81 @@ def test_pytest_plugin_reaches_an_entry_point_driver(installed: Path, tmp_path: 
     assert "passed" in done.stdout and "failed" not in done.stdout
 
 
+@pytest.fixture
+def troubled(installed: Path) -> Path:
+    """Beside ``installed``'s drivers: one claiming ``s3``, one failing to import, one refusing URL parameters."""
+    (installed / "troubled-1.0.dist-info").mkdir()
+    (installed / "troubled-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: troubled\nVersion: 1\n"
+    )
+    (installed / "troubled-1.0.dist-info" / "entry_points.txt").write_text(
+        "[blobdrivers.drivers]\n"
+        "aaa = tests.fake_drivers.third_party:Hijack\n"
+        "broken = tests.fake_drivers.no_such_module:Driver\n"
+        "strict = tests.fake_drivers.third_party:Strict\n"
+    )
+    factory._entry_point_cache.clear()
+    return installed
+
+
+def test_a_taken_scheme_is_refused_to_registrations_and_entry_points(
+    troubled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # registrations end with the test
+    with pytest.raises(ConfigError, match="cannot register driver 'aaa': scheme s3 is taken by s3"):
+        blobdrivers.register("aaa", MyDriver, schemes=("s3", "memory"))
+    with pytest.raises(ConfigError, match="scheme memory is taken by inmemory"):
+        blobdrivers.register("zzz", MyDriver, schemes=("memory",))
+    assert factory.resolve_url("s3://bucket-x/p")[0] == "s3"
+    status = factory.driver_status("aaa")
+    assert (status.status, status.problem, status.schemes) == ("unavailable", "scheme s3 is taken by s3", ())
+    with pytest.raises(ConfigError, match="unsupported URL scheme 'hijack'"):
+        factory.resolve_url("hijack://x")  # the refused entry point names no scheme at all
+    blobdrivers.register("mine2", MyDriver, schemes=("mine2",))
+    blobdrivers.register("mine2", MyDriver, schemes=("mine3",))  # the same name again replaces it
+    assert factory.resolve_url("mine3://a")[0] == "mine2"
+    with pytest.raises(ConfigError, match="unsupported URL scheme 'mine2'"):
+        factory.resolve_url("mine2://a")
+
+
+def test_a_broken_entry_point_is_named_with_its_error_and_every_scheme_is_listed(troubled: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        factory.resolve_url("broken://x")
+    assert "entry point 'broken' is unavailable: failed to load: ModuleNotFoundError" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        factory.resolve_url("nosuch://x")
+    message = str(caught.value)
+    assert "known schemes: azure, file, fnstore, gs, memory, mine, mydriver, oss, s3, strict;" in message
+    assert "unavailable entry points: aaa (scheme s3 is taken by s3); broken (failed to load: " in message
+    assert factory.driver_status("broken").status == "unavailable"
+
+
+def test_a_constructor_error_of_any_kind_is_one_line_and_exit_2(troubled: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot create driver 'strict' from the URL: TypeError: "):
+        blobdrivers.from_url("strict://a/root")
+    done = _run(["-m", "blobdrivers", "conformance", "strict://a/root"], troubled, ROOT)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "cannot create driver 'strict' from the URL: TypeError: " in done.stderr
+
+
+def test_a_registration_naming_a_missing_attribute_is_a_driver_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))
+    blobdrivers.register("badattr", "tests.fake_drivers.third_party:NoSuchClass", schemes=("badattr",))
+    with pytest.raises(DriverNotFoundError, match=r"module 'tests\.fake_drivers\.third_party' has no 'NoSuchClass'"):
+        blobdrivers.create("badattr")
+    with pytest.raises(DriverNotFoundError, match="has no 'NoSuchClass'"):
+        blobdrivers.from_url("badattr://x")
+
+
+@pytest.mark.parametrize("args", [[], ["--", "--blobdrivers-url", ""]], ids=["no URL", "empty URL"])
+def test_the_default_store_is_named_in_the_header(args: list[str], tmp_path: Path) -> None:
+    done = _run(["-m", "blobdrivers", "conformance", "-k", "test_put_get", *args], tmp_path, ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^blobdrivers store: filesystem:///\S*blobdrivers-conformance-", done.stdout, re.MULTILINE)
+    assert "blobdrivers capabilities tested: conditional commit of a streamed writer, if_match" in done.stdout
+
+
 # ---------------------------------------------------------------------- early resolution
 
 
@@ -195,16 +270,89 @@ class TestLeaks(DriverConformance):
 """
 
 
-def test_a_failing_test_is_reported_once_and_a_passing_one_still_for_leftovers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("autoload", ["1", ""], ids=["plugin autoloaded", "plugin not loaded"])
+def test_a_failing_test_is_reported_once_and_a_passing_one_still_for_leftovers(tmp_path: Path, autoload: str) -> None:
     (tmp_path / "test_leaks.py").write_text(textwrap.dedent(SUITE))
-    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-k", "and_leaves_a_file", "test_leaks.py"]
-    done = _run(args, tmp_path, tmp_path)
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "error", "-k", "and_leaves_a_file", "test_leaks.py"]
+    done = _run(args, tmp_path, tmp_path, PYTEST_DISABLE_PLUGIN_AUTOLOAD="" if autoload else "1")
     assert "1 failed, 1 passed, " in done.stdout and " 1 error in" in done.stdout, done.stdout
     assert "ERROR test_leaks.py::TestLeaks::test_passes_and_leaves_a_file" in done.stdout
     assert "ERROR test_leaks.py::TestLeaks::test_fails_and_leaves_a_file" not in done.stdout
 
 
+RUN_MEMORY = (
+    "from blobdrivers.testing import run_conformance as run; "
+    "raise SystemExit(run('memory://x', extra_args=['-k', 'get']))"
+)
+
+
+def test_the_suite_needs_no_plugin_for_its_declarations(tmp_path: Path) -> None:
+    (tmp_path / "test_leaks.py").write_text(textwrap.dedent(SUITE))
+    args = [
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rs",
+        "-W",
+        "error",
+        "-k",
+        "append or large",
+        "test_leaks.py",
+    ]
+    done = _run(args, tmp_path, tmp_path, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "multi-GiB test: run with --blobdrivers-large" in done.stdout and "passed" in done.stdout
+    done = _run(["-c", RUN_MEMORY], tmp_path, tmp_path, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert done.returncode == 0 and "blobdrivers store: inmemory://x" in done.stdout, done.stdout + done.stderr
+
+
 # ---------------------------------------------------------------------- capabilities
+
+BROKEN_CONDITIONS = """
+import uuid
+import pytest
+from blobdrivers.testing import DriverConformance
+from tests.fake_drivers.third_party import IgnoresCommitConditions, IgnoresMoveIfMatch, PublishesOnCancel
+
+
+class TestMove(DriverConformance):
+    @pytest.fixture
+    def driver(self):
+        return IgnoresMoveIfMatch(name=uuid.uuid4().hex)
+
+
+class TestCommit(DriverConformance):
+    @pytest.fixture
+    def driver(self):
+        return IgnoresCommitConditions(name=uuid.uuid4().hex)
+
+
+class TestCancel(DriverConformance):
+    @pytest.fixture
+    def driver(self):
+        return PublishesOnCancel(name=uuid.uuid4().hex)
+"""
+
+
+def _failed_in_broken_suite(tmp_path: Path, selection: str) -> list[str]:
+    """The tests of ``BROKEN_CONDITIONS`` matching ``selection`` that fail."""
+    (tmp_path / "test_broken.py").write_text(textwrap.dedent(BROKEN_CONDITIONS))
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", "-k", selection, "test_broken.py"]
+    done = _run(args, tmp_path, tmp_path)
+    return sorted(re.findall(r"^FAILED test_broken.py::(\S+)", done.stdout, flags=re.MULTILINE))
+
+
+def test_each_declared_condition_is_tested_on_put_move_and_commit_without_other_capabilities(tmp_path: Path) -> None:
+    failed = _failed_in_broken_suite(tmp_path, "(TestMove or TestCommit) and condition")
+    assert failed == [
+        "TestCommit::test_false_condition_fails_and_changes_nothing[commit-if_match]",
+        "TestCommit::test_false_condition_fails_and_changes_nothing[commit-if_none_match]",
+        "TestCommit::test_false_condition_fails_and_changes_nothing[streamed_commit-if_match]",
+        "TestCommit::test_false_condition_fails_and_changes_nothing[streamed_commit-if_none_match]",
+        "TestMove::test_false_condition_fails_and_changes_nothing[move-if_match]",
+    ]
 
 
 def test_an_undeclared_capability_is_refused_naming_it_before_any_hook() -> None:
@@ -295,3 +443,35 @@ def test_a_missing_sdk_dependency_names_the_sdk_and_the_extra(driver: str, modul
     )
     expected = f"driver {driver!r} needs {package} and its dependencies (module '{module}"  # or a submodule
     assert expected in done.stdout and f'pip install "blobdrivers[{driver}]"' in done.stdout, done.stdout
+
+
+def test_a_missing_module_of_the_drivers_own_package_does_not_blame_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))
+    blobdrivers.register("owntypo", "tests.fake_drivers.own_typo:Driver", sdk="fake-sdk", extra="fake")
+    with pytest.raises(DriverNotFoundError, match="cannot be imported: ModuleNotFoundError: ") as caught:
+        blobdrivers.create("owntypo")
+    assert "fake-sdk" not in str(caught.value) and "pip install" not in str(caught.value)
+    status = factory.driver_status("owntypo")
+    assert status.status == "unavailable" and status.extra is None
+
+
+def test_core_writer_tests_run_for_a_driver_without_resumable_writers(tmp_path: Path) -> None:
+    failed = _failed_in_broken_suite(tmp_path, "TestCancel and (cancel_publishes or state_machine)")
+    assert failed == ["TestCancel::test_cancel_publishes_nothing_and_drops_progress"]
+
+
+def test_an_entry_point_scheme_is_found_without_scanning_entry_points_again(
+    installed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory._entry_point_cache.clear()
+    blobdrivers.from_url("mydriver://cached")
+    scans: list[object] = []
+    real = factory.entry_points
+    monkeypatch.setattr(factory, "entry_points", lambda **kw: scans.append(kw) or real(**kw))
+    for _ in range(3):
+        assert isinstance(blobdrivers.from_url("mydriver://cached"), MyDriver)
+    assert scans == []
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))  # the registration ends with the test
+    blobdrivers.register("other", MyDriver, schemes=("other",))  # a registration may take a scheme: scanned again
+    blobdrivers.from_url("mydriver://cached")
+    assert len(scans) == 1

@@ -55,13 +55,8 @@ def run_conformance(
         *(["--blobdrivers-large"] if large else []),
         *extra_args,
     ]
-    plugins: list[object] = [] if _plugin_loaded_by_entry_point() else [plugin]
-    code = pytest.main(args, plugins=plugins)
+    # The plugin is passed in, so the run never depends on entry-point autoloading; "-p no:" keeps the
+    # autoloaded copy (the same module, under its entry-point name) from registering twice.
+    code = pytest.main([*args, "-p", "no:blobdrivers"], plugins=[plugin])
     # The plugin resolves the URL at configure time: a bad one is pytest's usage error, one line on stderr.
     return 2 if code == pytest.ExitCode.USAGE_ERROR else int(code)
-
-
-def _plugin_loaded_by_entry_point() -> bool:
-    from importlib.metadata import entry_points
-
-    return any(ep.value == "blobdrivers.testing.plugin" for ep in entry_points(group="pytest11"))

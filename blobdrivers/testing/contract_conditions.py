@@ -1,4 +1,9 @@
-"""Conformance: conditional put, commit and move (if_none_match="*", if_match=etag), or a declared refusal."""
+"""Conformance: conditional put, move and commit (small and streamed): each declared condition holds or fails.
+
+Each test needs only the capabilities its call needs (the condition, and for a
+writer of ``chunk_size`` bytes or more CONDITIONAL_STREAMED_COMMIT); a false
+condition fails with PreconditionFailedError and changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,18 @@ from ..capabilities import Capability
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError, PreconditionFailedError
 from .helpers import SuiteBase, payload, race, require_declared
+
+#: Every conditional publish: each operation under each condition.
+CONDITIONED = pytest.mark.parametrize(
+    ("operation", "kind"),
+    [(op, kind) for op in ("put", "move", "commit", "streamed_commit") for kind in ("if_none_match", "if_match")],
+)
+
+
+def _needed(operation: str, kind: str) -> list[Capability]:
+    """What ``operation`` under a ``kind`` condition needs: the condition, and for a streamed writer its commit."""
+    needed = [Capability.IF_NONE_MATCH if kind == "if_none_match" else Capability.IF_MATCH]
+    return [*needed, Capability.CONDITIONAL_STREAMED_COMMIT] if operation == "streamed_commit" else needed
 
 
 class ConditionContract(SuiteBase):
@@ -46,41 +63,64 @@ class ConditionContract(SuiteBase):
         with pytest.raises(PathNotFoundError):
             store.stat("/c")
 
-    def test_writer_commit_and_move_conditions(self, store: StorageDriver) -> None:
-        require_declared(store, Capability.IF_NONE_MATCH, Capability.RESUMABLE_WRITERS)
-        store.put("/taken", b"taken")
-        writer = store.writer("/taken")
-        writer.write(b"new")
+    @CONDITIONED
+    def test_false_condition_fails_and_changes_nothing(self, store: StorageDriver, operation: str, kind: str) -> None:
+        require_declared(store, *_needed(operation, kind))
+        store.put("/dst", b"before")
+        stale = store.stat("/dst").etag
+        store.put("/dst", b"old")
+        assert stale and store.stat("/dst").etag != stale, "an overwrite must change the etag"
+        condition = {"if_none_match": "*"} if kind == "if_none_match" else {"if_match": stale}
+        content = self._content(store, operation)
         with pytest.raises(PreconditionFailedError):
-            writer.commit(if_none_match="*")
-        assert store.get("/taken") == b"taken"
-        assert writer.closed
-        store.writer("/taken", append=True).cancel()
-        store.put("/src", b"src")
-        with pytest.raises(PreconditionFailedError):
-            store.move("/src", "/taken", if_none_match="*")
-        assert store.get("/taken") == b"taken"
-        assert store.get("/src") == b"src"
-        store.move("/src", "/free", if_none_match="*")
-        assert store.get("/free") == b"src"
-        for path in ("/taken", "/free"):
-            store.delete(path)
+            self._publish(store, operation, "/dst", content, condition)
+        assert store.get("/dst") == b"old", f"{operation} under a false {kind} changed the target"
+        if kind == "if_match":
+            with pytest.raises(PreconditionFailedError):
+                self._publish(store, operation, "/absent", content, condition)
+            with pytest.raises(PathNotFoundError):
+                store.stat("/absent")
+        if operation == "move":
+            assert store.get("/src") == content, "a move refused by its condition must keep its source"
+            store.delete("/src")
+        store.writer("/dst").cancel()  # a fresh writer drops what a refused commit parked
+        store.writer("/absent").cancel()
+        store.delete("/dst")
 
-    def test_streamed_writer_commits_under_conditions(self, store: StorageDriver) -> None:
-        require_declared(
-            store, Capability.IF_NONE_MATCH, Capability.CONDITIONAL_STREAMED_COMMIT, Capability.RESUMABLE_WRITERS
-        )
-        content = payload(self.multi_chunk(store))
-        writer = store.writer("/s")
-        writer.write(content)
-        writer.commit(if_none_match="*")
-        assert store.get("/s") == content
-        writer = store.writer("/s")
-        writer.write(content)
-        with pytest.raises(PreconditionFailedError):
-            writer.commit(if_none_match="*")
-        store.writer("/s", append=True).cancel()
-        store.delete("/s")
+    @CONDITIONED
+    def test_true_condition_publishes(self, store: StorageDriver, operation: str, kind: str) -> None:
+        require_declared(store, *_needed(operation, kind))
+        if kind == "if_none_match":
+            condition, target = {"if_none_match": "*"}, "/free"
+        else:
+            store.put("/dst", b"old")
+            condition, target = {"if_match": store.stat("/dst").etag or ""}, "/dst"
+        content = self._content(store, operation)
+        self._publish(store, operation, target, content, condition)
+        assert store.get(target) == content
+        if operation == "move":
+            with pytest.raises(PathNotFoundError):
+                store.stat("/src")
+        store.delete(target)
+
+    def _content(self, store: StorageDriver, operation: str) -> bytes:
+        return payload(self.multi_chunk(store)) if operation == "streamed_commit" else b"new content"
+
+    @staticmethod
+    def _publish(store: StorageDriver, operation: str, path: str, content: bytes, condition: dict[str, str]) -> None:
+        """Publish ``content`` at ``path`` by ``operation`` under ``condition``."""
+        if operation == "put":
+            store.put(path, content, **condition)
+        elif operation == "move":
+            store.put("/src", content)
+            store.move("/src", path, **condition)
+        else:
+            writer = store.writer(path)
+            writer.write(content)
+            try:
+                writer.commit(**condition)
+            finally:
+                assert writer.closed
 
     def test_racing_put_if_none_match_has_one_winner(self, store: StorageDriver) -> None:
         require_declared(store, Capability.IF_NONE_MATCH)

@@ -187,13 +187,16 @@ class ReadWriteContract(SuiteBase):
         assert store.get("/w") == b"data"
         store.delete("/w")
 
-    @needs(Capability.RESUMABLE_WRITERS)
     def test_exception_in_writer_block_publishes_nothing_and_keeps_progress(self, store: StorageDriver) -> None:
         store.put("/w", b"old")
         with pytest.raises(RuntimeError), store.writer("/w") as writer:
             writer.write(b"partial")
             raise RuntimeError("client went away")
         assert store.get("/w") == b"old"
+        if not _resumable(store):  # the progress kept is for resuming: without it, only "publishes nothing"
+            store.writer("/w").cancel()
+            store.delete("/w")
+            return
         resumed = reopen(store).writer("/w", append=True)
         assert resumed.size == len(b"partial")
         resumed.write(b" and the rest")
@@ -234,11 +237,13 @@ class ReadWriteContract(SuiteBase):
         assert hashlib.sha256(got).digest() == hashlib.sha256(b"".join(pieces)).digest()
         store.delete("/w")
 
-    @needs(Capability.RESUMABLE_WRITERS)
     def test_zero_length_writer_then_append(self, store: StorageDriver) -> None:
         store.writer("/z").commit()
         assert store.get("/z") == b""
         assert store.stat("/z").size == 0
+        if not _resumable(store):
+            store.delete("/z")
+            return
         appender = store.writer("/z", append=True)
         assert appender.size == 0
         appender.write(b"appended")
@@ -263,7 +268,6 @@ class ReadWriteContract(SuiteBase):
         with pytest.raises(PathNotFoundError):
             store.writer("/nothing", append=True)
 
-    @needs(Capability.RESUMABLE_WRITERS)
     def test_writer_state_machine(self, store: StorageDriver) -> None:
         writer = store.writer("/w")
         writer.write(b"x")
@@ -272,7 +276,8 @@ class ReadWriteContract(SuiteBase):
         for call in (lambda: writer.write(b"y"), writer.commit, writer.cancel):
             with pytest.raises(WriterClosedError):
                 call()
-        committed = store.writer("/w", append=True)
+        committed = store.writer("/w")
+        committed.write(b"x")
         committed.commit()
         for call in (lambda: committed.write(b"y"), committed.commit, committed.cancel):
             with pytest.raises(WriterClosedError):
@@ -285,24 +290,25 @@ class ReadWriteContract(SuiteBase):
                 call()
         store.delete("/w")
 
-    @needs(Capability.RESUMABLE_WRITERS)
     def test_cancel_publishes_nothing_and_drops_progress(self, store: StorageDriver) -> None:
         store.put("/c", b"committed")
         writer = store.writer("/c")
         writer.write(payload(store.chunk_size + 1))
         writer.cancel()
         assert store.get("/c") == b"committed"
-        resumed = store.writer("/c", append=True)
-        assert resumed.size == len(b"committed")  # appends to committed content, nothing staged
-        resumed.cancel()
+        if _resumable(store):
+            resumed = store.writer("/c", append=True)
+            assert resumed.size == len(b"committed")  # appends to committed content, nothing staged
+            resumed.cancel()
         store.delete("/c")
         writer = store.writer("/new")
         writer.write(b"x")
         writer.cancel()
         with pytest.raises(PathNotFoundError):
             store.stat("/new")
-        with pytest.raises(PathNotFoundError):
-            store.writer("/new", append=True)
+        if _resumable(store):
+            with pytest.raises(PathNotFoundError):
+                store.writer("/new", append=True)
 
     def test_fresh_writer_discards_upload_in_progress(self, store: StorageDriver) -> None:
         writer = store.writer("/f")
@@ -357,8 +363,9 @@ class ReadWriteContract(SuiteBase):
 
     # ------------------------------------------------------------------ large
 
-    @pytest.mark.large
     def test_large_streamed_write_and_read(self, store: StorageDriver, request: pytest.FixtureRequest) -> None:
+        if not request.config.getoption("blobdrivers_large", default=False):
+            pytest.skip("multi-GiB test: run with --blobdrivers-large")
         size = int(request.config.getoption("blobdrivers_large_size", default=2 * 1024**3) or 2 * 1024**3)
         block = payload(8 * 1024 * 1024, seed=42)
         expected = hashlib.sha256()
@@ -378,3 +385,8 @@ class ReadWriteContract(SuiteBase):
         assert store.stat("/large").size == size
         store.delete("/large")
         print(f"large round trip of {size} bytes in {time.monotonic() - started:.1f} s")
+
+
+def _resumable(store: StorageDriver) -> bool:
+    """Whether the parts of a core writer test resuming with ``append=True`` apply (they are skipped otherwise)."""
+    return Capability.RESUMABLE_WRITERS in store.capabilities

@@ -7,15 +7,17 @@ import pickle
 import random
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from ..capabilities import Capability
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where the plugin keeps each test item's call-phase report, so teardown checks know the test failed.
 CALL_REPORT = pytest.StashKey[pytest.TestReport]()
@@ -44,9 +46,40 @@ def fetch(
         return response.status, dict(response.headers), response.read()
 
 
-def needs(*capabilities: Capability) -> pytest.MarkDecorator:
-    """Mark a test as needing ``capabilities``: on a driver not declaring one it is skipped, saying which."""
-    return pytest.mark.blobdrivers_needs(*capabilities)
+def needs(*capabilities: Capability) -> Callable[[F], F]:
+    """Mark a test as needing ``capabilities``: on a driver not declaring one it is skipped, saying which.
+
+    An attribute of the test function, not a pytest mark: the suite works without its plugin loaded.
+    """
+
+    def mark(test: F) -> F:
+        test.blobdrivers_needs = capabilities  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
+class _Reports:
+    """The hook keeping each test's call-phase report on its item: teardown checks skip a test that already failed.
+
+    Registered by the plugin, or by the ``store`` fixture when the plugin is not loaded.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report: pytest.TestReport = yield
+        if report.when == "call":
+            item.stash[CALL_REPORT] = report
+        return report
+
+
+REPORTS = _Reports()
+
+
+def keep_reports(config: pytest.Config) -> None:
+    """Register :data:`REPORTS` with ``config`` unless it already is."""
+    if not config.pluginmanager.is_registered(REPORTS):
+        config.pluginmanager.register(REPORTS, "blobdrivers-reports")
 
 
 def require_declared(driver: StorageDriver, *capabilities: Capability) -> None:
@@ -138,9 +171,9 @@ class SuiteBase:
     @pytest.fixture(autouse=True)
     def _declared(self, request: pytest.FixtureRequest) -> None:
         """Skip a test marked with :func:`needs` when the driver lacks a capability it needs."""
-        marker = request.node.get_closest_marker("blobdrivers_needs")
-        if marker is not None:
-            require_declared(request.getfixturevalue("driver"), *marker.args)
+        needed = getattr(request.function, "blobdrivers_needs", ())
+        if needed:
+            require_declared(request.getfixturevalue("driver"), *needed)
 
     @pytest.fixture
     def store(self, driver: StorageDriver, request: pytest.FixtureRequest) -> Iterator[StorageDriver]:
@@ -149,6 +182,7 @@ class SuiteBase:
         Files a failed test left are removed without a second report: the failure
         is the one report of that test.
         """
+        keep_reports(request.config)  # before the call phase, whose report the check below reads
         yield driver
         left = [info.path for info in driver.walk("/") if not info.is_dir]
         for path in left:

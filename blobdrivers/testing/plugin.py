@@ -2,12 +2,14 @@
 
 Registered through the ``pytest11`` entry point, so it is active wherever
 blobdrivers is installed. Without ``--blobdrivers-url`` it only adds its options
-and the ``large`` marker; tests marked ``large`` run only with ``--blobdrivers-large``.
+(``--blobdrivers-large`` adds the suite's multi-GiB round trip). The suite itself
+needs no plugin: a ``DriverConformance`` subclass works with plugin autoloading off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from ..driver import StorageDriver
 from ..errors import StorageError
 from ..factory import from_url
 from ..redaction import redact_url
-from .helpers import CALL_REPORT
+from .helpers import keep_reports
 
 #: The store ``--blobdrivers-url`` names, resolved once at configure time.
 STORE = pytest.StashKey[StorageDriver]()
@@ -45,12 +47,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the markers; with a URL, resolve it (a bad one is a UsageError) and add the URL-driven suite."""
-    config.addinivalue_line("markers", "large: multi-GiB tests, run only with --blobdrivers-large")
-    config.addinivalue_line("markers", "blobdrivers_needs(*capabilities): skipped unless the driver declares them")
+    """Keep test reports; with a URL, resolve it (a bad one is a UsageError) and add the URL-driven suite.
+
+    An empty URL stands for the default store: a filesystem store in a temporary folder.
+    """
+    keep_reports(config)
     url = config.getoption("blobdrivers_url")
-    if not url:
+    if url is None:
         return
+    if not url:  # given empty (``blobdrivers conformance`` without a URL): a temporary folder, removed at the end
+        folder = tempfile.mkdtemp(prefix="blobdrivers-conformance-")
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+        url = f"file://{folder}"
     try:
         config.stash[STORE] = from_url(url)
     except StorageError as exc:
@@ -92,24 +100,3 @@ def store_problem(store: str | StorageDriver) -> str | None:
     except StorageError as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave large tests out unless asked for."""
-    if config.getoption("blobdrivers_large"):
-        return
-    skip = pytest.mark.skip(reason="multi-GiB test: run with --blobdrivers-large")
-    for item in items:
-        if "large" in item.keywords:
-            item.add_marker(skip)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Keep the call phase's report on the item: the suite's teardown checks skip a test that already failed."""
-    report: pytest.TestReport = yield
-    if report.when == "call":
-        item.stash[CALL_REPORT] = report
-    return report

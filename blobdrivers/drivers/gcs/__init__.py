@@ -382,8 +382,17 @@ class GCSDriver(StorageDriver):
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """Signed URLs only with credentials holding a private key (a service account), not anonymous ones."""
-        credentials = self._clients.get().credentials
+        """Signed URLs only with credentials holding a private key (a service account), not anonymous ones.
+
+        Known from the configuration; for application default credentials, from their
+        lookup, whose failure is a StorageError like that of any call, never the SDK's own.
+        """
+        credentials = self._credentials
+        if credentials is None:
+            try:
+                credentials = self._clients.get().credentials
+            except Exception as exc:
+                raise self._wrap(exc, "capabilities", "/") from exc
         signs = isinstance(credentials, Signing) and not isinstance(credentials, AnonymousCredentials)
         if signs and getattr(credentials, "service_account_email", None):
             return self.declared_capabilities

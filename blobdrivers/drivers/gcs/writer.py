@@ -42,6 +42,12 @@ class GCSWriter:
         tail, state.tail = state.tail, b""
         self._send_parts(self._buffer.write(tail))
 
+    @property
+    def streaming(self) -> bool:
+        """True once the bytes stream into a session on the target itself, whose conditions GCS fixed at its start."""
+        session = self._state.session
+        return session is not None and session.direct and not self._state.pieces
+
     def _ensure_session(self) -> Session:
         state = self._state
         if state.session is None:
@@ -122,7 +128,7 @@ class GCSWriter:
                 upload_small(api, state.target, rest, params, what="commit")
             elif not state.pieces:
                 assert session is not None
-                if params:
+                if params:  # the base refuses this first (``streaming``); never drop a condition silently
                     raise UnsupportedMethodError(
                         "this upload already streams into a resumable session, whose conditions GCS fixes when "
                         "it starts; commit it without conditions, or use put() or move() with the condition"
