@@ -50,7 +50,7 @@ class Params:
         return name, None
 
     def _fail(self, key: str, value: Any, allowed: str) -> ConfigError:
-        shown = "(hidden)" if key in self._secrets else repr(value)
+        shown = "(hidden)" if key in self._secrets else shown_value(value)
         return ConfigError(f"invalid value {shown} for parameter {key!r}: {allowed}", driver=self._driver)
 
     def string(self, name: str, default: str | None = None, *, aliases: tuple[str, ...] = ()) -> str | None:
@@ -121,7 +121,8 @@ class Params:
         number = _as_int(value)
         if number is None and isinstance(value, str) and (match := _SIZE.fullmatch(value)):
             unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
-            number = int(match.group(1)) * _UNITS[unit]
+            digits = _digits(match.group(1))
+            number = None if digits is None else digits * _UNITS[unit]
         if number is None:
             raise self._fail(key, value, "expected a byte size such as 10485760 or '10MiB'")
         number = self._check_range(key, value, number, minimum, maximum, " bytes")
@@ -204,14 +205,38 @@ class Params:
         return number
 
 
+#: The most characters of a value a message quotes.
+SHOWN_CHARS = 80
+
+
+def shown_value(value: Any) -> str:
+    """``value`` as a message shows it, bounded: a scalar's repr cut to SHOWN_CHARS, a container by its type.
+
+    A list or mapping from YAML may share its parts through aliases many times over, so
+    its repr could be vast; its type is all a message needs.
+    """
+    if not isinstance(value, str | bytes | int | float | complex | bool) and value is not None:
+        return f"(a {type(value).__name__})"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 5]}...{text[-1]} ({len(text):,} characters)"
+
+
 def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+        return _digits(value.strip())
     return None
+
+
+def _digits(text: str) -> int | None:
+    """``int(text)``, or None past Python's limit on digits (thousands: no size or count is that long)."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def endpoint_url(
@@ -240,7 +265,7 @@ def endpoint_url(
         or any(c.isspace() for c in candidate)
     ):
         raise ConfigError(
-            f"invalid value {value!r} for parameter {parameter!r}: an http(s) URL with no "
+            f"invalid value {shown_value(value)} for parameter {parameter!r}: an http(s) URL with no "
             f"{'query' if allow_path else 'path'}, such as {example}",
             driver=driver,
         )

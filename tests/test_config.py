@@ -421,3 +421,74 @@ def test_the_documented_table_is_the_code_table(driver: str) -> None:
     assert begin in text and end in text, f"docs/configuration.md has no table for {driver}"
     written = text.split(begin, 1)[1].split(end, 1)[0]
     assert written == render(driver), f"docs/configuration.md's {driver} table should read:\n{render(driver)}"
+
+
+# ---------------------------------------------------------------------- adversarial input: no leak, no bomb
+
+SECRET = "Sup3rS3cretVal"
+
+
+@pytest.mark.parametrize(
+    ("source", "env", "where"),
+    [
+        (
+            {"s3": {"bucket": "bucketname"}},
+            {"REGISTRY_STORAGE_S3_SECRETKEY": f"!{SECRET}"},
+            "REGISTRY_STORAGE_S3_SECRETKEY",
+        ),
+        (
+            {"s3": {"bucket": "bucketname"}},
+            {"REGISTRY_STORAGE_S3_SECRETKEY": f"*{SECRET}"},
+            "REGISTRY_STORAGE_S3_SECRETKEY",
+        ),
+        (f"storage:\n  s3:\n    bucket: b\n    secretkey: !{SECRET}\n", {}, "line 4, column 16"),
+        (f"storage:\n  s3:\n    bucket: b\n    secretkey: *{SECRET}\n", {}, "line 4, column 16"),
+        (f"storage:\n  s3:\n    secretkey: !!python/object:{SECRET} x\n", {}, "line 3"),
+    ],
+)
+def test_yaml_errors_say_where_and_what_kind_never_the_text(source: Any, env: dict[str, str], where: str) -> None:
+    with pytest.raises(ConfigError, match="is not valid YAML") as caught:
+        blobdrivers.from_config(source, env=env)
+    message = str(caught.value)
+    assert SECRET not in message and where in message and "\n" not in message
+    assert re.search(r"(constructor for the tag|undefined alias) at line", message)
+
+
+def _alias_bomb(depth: int, parameter: str) -> str:
+    """A small YAML text whose ``parameter`` stands for 9**depth strings through nested aliases."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, depth)]
+    body = "\n".join("  " + line for line in lines)
+    return f"x:\n{body}\nstorage:\n  filesystem:\n    rootdirectory: /tmp/x\n    {parameter}: *a{depth - 1}\n"
+
+
+@pytest.mark.parametrize("parameter", ["maxthreads", "fsync", "rootdirectory"])
+def test_an_alias_bomb_is_refused_quickly_with_a_short_message(parameter: str) -> None:
+    text = _alias_bomb(9, parameter)
+    assert len(text) < 600
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values through its aliases") as caught:
+        blobdrivers.from_config(text, env={})
+    assert len(str(caught.value)) < 200
+
+
+def test_aliases_within_bounds_and_self_reference() -> None:
+    text = "base: &b {rootdirectory: /tmp/x}\nstorage:\n  filesystem: *b\n"
+    assert blobdrivers.from_config(text, env={}).name == "filesystem"
+    with pytest.raises(ConfigError, match="contains itself"):
+        blobdrivers.from_config("storage:\n  filesystem:\n    fsync: &a [*a]\n", env={})
+
+
+def test_values_in_messages_are_bounded() -> None:
+    shared = ["x" * 100] * 100
+    with pytest.raises(ConfigError) as caught:
+        blobdrivers.create("filesystem", {"rootdirectory": "/tmp/x", "fsync": [shared] * 100})
+    assert "(a list)" in str(caught.value) and len(str(caught.value)) < 200
+    with pytest.raises(ConfigError) as caught:
+        blobdrivers.create("s3", {"bucket": "bucketname", "chunksize": "9" * 10_000})
+    assert "10,002 characters" in str(caught.value) and len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("value", ["off", "Off", "OFF", "false", "'off'"])
+def test_loglevel_off_is_quiet_as_yaml_reads_it(value: str, caplog: pytest.LogCaptureFixture) -> None:
+    blobdrivers.from_config(f"s3:\n  bucket: bucketname\n  region: us-east-1\n  loglevel: {value}\n", env={})
+    assert _warnings(caplog) == []

@@ -8,6 +8,7 @@ which extra to install.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,13 @@ Source = Mapping[str, Any] | str | os.PathLike[str]
 
 
 def yaml_value(text: str, *, what: str) -> Any:
-    """``text`` parsed as YAML (safe loader); a one-line ConfigError naming ``what`` if it is not YAML."""
+    """``text`` parsed as YAML (safe loader); a one-line ConfigError naming ``what`` if it is not YAML.
+
+    The error says where and what kind of error it is, never the text itself: PyYAML's
+    own message quotes tags, aliases and tokens, which may be a secret mistyped.
+    Aliases may share one list or mapping many times over; a value that would expand
+    past :data:`MAX_EXPANDED` values (an alias bomb), or refers to itself, is refused.
+    """
     try:
         import yaml
     except ModuleNotFoundError:
@@ -30,13 +37,60 @@ def yaml_value(text: str, *, what: str) -> Any:
             f'reading {what} needs PyYAML, which is not installed: pip install "blobdrivers[config]"'
         ) from None
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        # The problem and its position only: the snippet PyYAML would quote may hold a secret.
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{what} is not valid YAML: {problem}{where}") from None
+        raise ConfigError(f"{what} is not valid YAML: {_kind(exc)}{_where(exc)}") from None
+    _check_expansion(value, what)
+    return value
+
+
+#: The most values (scalars, lists and mappings, each alias counted as what it stands for) a YAML text may give.
+MAX_EXPANDED = 100_000
+
+
+def _kind(exc: Exception) -> str:
+    """What went wrong, without PyYAML's quotes: the words before the first quoted part of its problem."""
+    problem = str(getattr(exc, "problem", None) or "")
+    words = re.split(r"['\"`]", problem, maxsplit=1)[0].strip(" ,:")
+    return words or type(exc).__name__
+
+
+def _where(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _check_expansion(value: Any, what: str) -> None:
+    """Refuse ``value`` if it expands (as a copy or ``str()`` would) past MAX_EXPANDED values, or is cyclic."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: Any) -> int:
+        if isinstance(node, Mapping):
+            children: Any = (item for pair in node.items() for item in pair)
+        elif isinstance(node, list | tuple | set):
+            children = iter(node)
+        else:
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise ConfigError(f"{what} holds a list or mapping that contains itself (through an alias)")
+        open_.add(key)
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED:
+                raise ConfigError(
+                    f"{what} expands to more than {MAX_EXPANDED:,} values through its aliases; "
+                    "an alias bomb is not read"
+                )
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    size(value)
 
 
 def read(source: Source) -> Mapping[str, Any]:

@@ -82,7 +82,7 @@ S3 = (
     _ignored(
         "loglevel",
         "the SDK logs through Python logging: configure the 'botocore' and 'blobdrivers.s3' loggers",
-        quiet=("off",),
+        quiet=("off", "false"),  # unquoted off is YAML's false, which distribution reads as LogOff too
     ),
 )
 
