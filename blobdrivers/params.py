@@ -221,6 +221,29 @@ def shown_value(value: Any) -> str:
     return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 5]}...{text[-1]} ({len(text):,} characters)"
 
 
+def check_bucket_name(name: str, *, driver: str, service: str) -> None:
+    """Refuse a bucket name no ``service`` store can take: with '/', blanks, control characters, over 255 bytes.
+
+    An empty name is refused before, as a missing parameter.
+
+    Anything else is left to the server, as distribution does: legacy and S3-compatible
+    stores take names (``My_Legacy_Bucket``) the current AWS rule refuses.
+    """
+    problem = (
+        "it holds a '/'"
+        if "/" in name and not name.startswith("arn:")  # an access point's ARN holds one
+        else "it holds a blank or control character"
+        if any(c.isspace() or not c.isprintable() for c in name)
+        else "it is over 255 bytes"
+        if len(name.encode("utf-8", "surrogatepass")) > 255
+        else None
+    )
+    if problem is not None:
+        raise ConfigError(
+            f"bucket name {shown_value(name)} is invalid: {problem}, which no {service} service takes", driver=driver
+        )
+
+
 def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None

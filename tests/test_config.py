@@ -203,7 +203,7 @@ def test_gcs_example(no_network: None, tmp_path: Path, caplog: pytest.LogCapture
         "gcs",
         "bucketname",
         "/gcs/object/name/prefix",
-        5242880,
+        5242880,  # the example's own chunksize
     )
     assert any("'credentials' is ignored: 'keyfile' is given" in m for m in _warnings(caplog))
 
@@ -314,7 +314,8 @@ def test_create_and_from_url_keep_the_library_defaults(tmp_path: Path, monkeypat
     assert blobdrivers.create("filesystem").root == str(tmp_path / "blobdrivers")  # type: ignore[attr-defined]
     gcs = {"bucket": "bucketname", "endpoint": "http://127.0.0.1:1"}
     assert blobdrivers.create("gcs", gcs).chunk_size == 16 * 1024 * 1024
-    assert blobdrivers.from_config({"gcs": gcs}, env={}).chunk_size == 5242880
+    # distribution's gcs.go defaultChunkSize (16 MiB; its older docs said 5 MiB) is the library's too.
+    assert blobdrivers.from_config({"gcs": gcs}, env={}).chunk_size == 16 * 1024 * 1024
     with pytest.raises(ConfigError, match=r"unknown parameter.*'maxthreads'"):
         blobdrivers.create("filesystem", {"maxthreads": 100})
 
@@ -370,13 +371,16 @@ def test_yaml_is_needed_only_for_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("driver", "params", "message"),
     [
-        ("s3", {"bucket": "My_Bucket"}, "bucket name 'My_Bucket' is invalid: S3 bucket names are 3-63 characters"),
+        ("s3", {"bucket": "my/bucket"}, "bucket name 'my/bucket' is invalid: it holds a '/'"),
+        ("s3", {"bucket": "my bucket"}, "bucket name 'my bucket' is invalid: it holds a blank or control character"),
+        ("s3", {"bucket": "b\x00"}, "it holds a blank or control character, which no S3-compatible service takes"),
+        ("s3", {"bucket": "b" * 256}, r"bucket name 'bbbb.*\(258 characters\) is invalid: it is over 255 bytes"),
+        ("gcs", {"bucket": "My Bucket"}, "bucket name 'My Bucket' is invalid: it holds a blank or control character"),
         (
             "oss",
             {"bucket": "My_Bucket", "accesskeyid": "id", "accesskeysecret": "key", "region": "oss-cn-beijing"},
             "bucket name 'My_Bucket' is invalid: OSS bucket names are 3-63 characters",
         ),
-        ("gcs", {"bucket": "My Bucket"}, "bucket name 'My Bucket' is invalid: GCS bucket names are 3-222 characters"),
         (
             "azure",
             {"container": "My_Container", "accountname": "account", "accountkey": "a2V5"},
@@ -387,6 +391,26 @@ def test_yaml_is_needed_only_for_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_bucket_names_say_why(driver: str, params: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         blobdrivers.create(driver, params)
+
+
+@pytest.mark.parametrize(
+    "bucket", ["My_Legacy_Bucket", "ab", "x" * 100, "arn:aws:s3:us-west-2:123456789012:accesspoint/ap"]
+)
+def test_bucket_names_distribution_takes_are_taken(bucket: str, no_network: None) -> None:
+    assert blobdrivers.create("s3", {"bucket": bucket, "region": "us-east-1"}).bucket == bucket
+    gcs = {"bucket": bucket.lower(), "endpoint": "http://127.0.0.1:1"}
+    assert blobdrivers.from_config({"gcs": gcs}, env={}).name == "gcs"
+
+
+def test_the_server_refusing_a_bucket_name_says_awss_rule() -> None:
+    from botocore.exceptions import ClientError
+
+    from blobdrivers.drivers.s3.errors import translate
+
+    refusal = ClientError({"Error": {"Code": "InvalidBucketName"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "Put")
+    error = translate(refusal, "/a", "My_Legacy_Bucket")
+    assert error is not None and "\n" not in str(error)
+    assert "refuses the bucket name 'My_Legacy_Bucket' (InvalidBucketName): AWS bucket names are 3-63" in str(error)
 
 
 # ---------------------------------------------------------------------- the documentation's tables
@@ -492,3 +516,24 @@ def test_values_in_messages_are_bounded() -> None:
 def test_loglevel_off_is_quiet_as_yaml_reads_it(value: str, caplog: pytest.LogCaptureFixture) -> None:
     blobdrivers.from_config(f"s3:\n  bucket: bucketname\n  region: us-east-1\n  loglevel: {value}\n", env={})
     assert _warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("driver", "params", "key"),
+    [
+        ("s3", {"bucket": "bucketname", "region": "us-east-1"}, "keyid"),
+        (
+            "oss",
+            {"bucket": "bucketname", "region": "oss-cn-beijing", "accesskeyid": "i", "accesskeysecret": "s"},
+            "encryptionkeyid",
+        ),
+    ],
+)
+def test_a_kms_key_without_encrypt_is_ignored_with_one_warning(
+    driver: str, params: dict[str, Any], key: str, caplog: pytest.LogCaptureFixture, no_network: None
+) -> None:
+    store: Any = blobdrivers.from_config({driver: {**params, "encrypt": False, key: "kms-key"}}, env={})
+    written = getattr(store, "write_args", None) or getattr(store, "create_headers", {})
+    assert "kms-key" not in str(written) and "AES256" not in str(written)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [f"storage driver {driver!r}: parameter {key!r} is ignored: 'encrypt' is not true"]

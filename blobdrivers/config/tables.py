@@ -119,7 +119,7 @@ GCS = (
         "a service-account key as a mapping (or its JSON text); ignored, as by distribution, when keyfile is given",
     ),
     Param("rootdirectory", "the object name prefix of the store", default=""),
-    Param("chunksize", "the size of each resumable-upload request (a multiple of 256 KiB)", default=5242880),
+    Param("chunksize", "the size of each resumable-upload request (a multiple of 256 KiB)", default=16 * 1024 * 1024),
 )
 
 OSS = (

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,7 @@ from ...conditions import Conditions
 from ...driver import StorageDriver
 from ...errors import ConfigError, PathNotFoundError, StorageError
 from ...listing import FileInfo, visible_children, walk_flat
-from ...params import GiB, MiB, Params
+from ...params import GiB, MiB, Params, check_bucket_name
 from ...reader import RangeReader
 from ...retry import RetryPolicy
 from ...transfer import MAX_PARTS, Source, plan_put, upload_parts
@@ -76,8 +75,6 @@ from .uploads import (
     upload_small,
 )
 from .writer import GCSWriter
-
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 
 
 class GCSDriver(StorageDriver):
@@ -123,12 +120,8 @@ class GCSDriver(StorageDriver):
         attempts = reader.attempts()
         skipverify = reader.boolean("skipverify", False)
         reader.done()
-        if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
-            raise ConfigError(
-                f"bucket name {bucket!r} is invalid: GCS bucket names are 3-222 characters of lowercase letters, "
-                "digits, hyphens, underscores and dots, starting and ending with a letter or digit",
-                driver=self.name,
-            )
+        # As distribution, only names no GCS API takes are refused here; the server judges the rest.
+        check_bucket_name(bucket, driver=self.name, service="GCS")
         if keyfile and credentials_info is not None:
             raise ConfigError("give 'keyfile' or 'credentials', not both", driver=self.name)
         self.bucket = bucket
