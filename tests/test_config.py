@@ -537,3 +537,25 @@ def test_a_kms_key_without_encrypt_is_ignored_with_one_warning(
     assert "kms-key" not in str(written) and "AES256" not in str(written)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == [f"storage driver {driver!r}: parameter {key!r} is ignored: 'encrypt' is not true"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"credentials": {"type": "default_credentials"}}, {"credentials": {"type": "weird", "secret": SECRET}}],
+)
+def test_azure_without_a_key_uses_default_credentials(
+    extra: dict[str, Any], no_network: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    store: Any = blobdrivers.from_config({"azure": {"accountname": "acct", "container": "cont", **extra}}, env={})
+    assert store._auth.credentials["type"] == "default_credentials"
+    assert type(store._auth.sdk_credential()).__name__ == "DefaultAzureCredential"
+    assert SECRET not in caplog.text and SECRET not in repr(store)
+    assert ("not client_secret: using default credentials" in caplog.text) == ("weird" in str(extra))
+
+
+def test_azure_default_credentials_without_azure_identity_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from blobdrivers.drivers.azure import auth
+
+    monkeypatch.setattr(auth, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"default credentials: .*needs azure-identity.*pip install azure-identity"):
+        blobdrivers.from_config({"azure": {"accountname": "acct", "container": "cont"}}, env={})

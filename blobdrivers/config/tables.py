@@ -94,8 +94,9 @@ AZURE = (
     Param("rootdirectory", "the blob name prefix of the store", default=""),
     Param(
         "credentials",
-        "Microsoft Entra ID credentials: type client_secret (clientid, tenantid, secret) or "
-        "default_credentials; ignored, as by distribution, when accountkey is given",
+        "Microsoft Entra ID credentials: type client_secret (clientid, tenantid, secret), else (any other "
+        "type, or no key, connection string, SAS token or credentials at all) azure-identity's "
+        "DefaultAzureCredential, as distribution; ignored, as by distribution, when accountkey is given",
     ),
     Param("connectionstring", "a storage connection string, instead of the account parameters"),
     Param("serviceurl", "the blob service URL (default https://ACCOUNT.blob.REALM)"),
