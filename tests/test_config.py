@@ -559,3 +559,28 @@ def test_azure_default_credentials_without_azure_identity_say_what_to_install(mo
     monkeypatch.setattr(auth, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r"default credentials: .*needs azure-identity.*pip install azure-identity"):
         blobdrivers.from_config({"azure": {"accountname": "acct", "container": "cont"}}, env={})
+
+
+@pytest.mark.parametrize("given", ["accesskey", "secretkey"])
+def test_a_lone_s3_key_is_ignored_for_the_default_chain(
+    given: str, no_network: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    store: Any = blobdrivers.from_config({"s3": {"bucket": "bucketname", "region": "us-east-1", given: SECRET}}, env={})
+    assert store.connection.accesskey is None and store.connection.secretkey is None
+    assert f"parameter {given!r} is ignored without" in caplog.text and SECRET not in caplog.text
+
+
+def test_parameters_distributions_code_reads_are_taken(no_network: None, caplog: pytest.LogCaptureFixture) -> None:
+    s3: Any = blobdrivers.from_config(
+        {"s3": {"bucket": "b1", "region": "us-east-1", "accesskey": "a", "secretkey": "s", "usefipsendpoint": True}},
+        env={},
+    )
+    assert s3.connection.fips is True
+    assert s3.client.meta.config.use_fips_endpoint is True
+    gcs = {"bucket": "b1", "endpoint": "http://127.0.0.1:1", "maxconcurrency": 500, "useragent": "reg/1"}
+    store: Any = blobdrivers.from_config({"gcs": {**gcs, "disablekeepalives": False}}, env={})
+    assert store.concurrency == 256
+    assert "'maxconcurrency' 500 is more than 256: using 256" in caplog.text
+    assert [m for m in _warnings(caplog)] == [
+        "storage driver 'gcs': parameter 'useragent' is ignored: " + tables.GCS[-2].here
+    ]

@@ -54,8 +54,12 @@ FILESYSTEM = (
 INMEMORY: tuple[Param, ...] = ()
 
 S3 = (
-    Param("accesskey", "the access key id; omitted, boto3 finds credentials (environment, profile, IAM role)"),
-    Param("secretkey", "the secret access key, given with accesskey"),
+    Param(
+        "accesskey",
+        "the access key id; omitted (or without secretkey: a warning), boto3 finds credentials "
+        "(environment, profile, IAM role)",
+    ),
+    Param("secretkey", "the secret access key, given with accesskey (alone it is ignored with a warning)"),
     Param("region", "the bucket's region (optional here: boto3's configured region, else us-east-1)"),
     Param("regionendpoint", "the endpoint URL of an S3-compatible service"),
     Param("forcepathstyle", "path-style addressing (bucket in the path, not the host name)", default=False),
@@ -78,6 +82,7 @@ S3 = (
     Param("useragent", "appended to the User-Agent header of every request"),
     Param("usedualstack", "AWS's dual-stack (IPv4 and IPv6) endpoints", default=False),
     Param("accelerate", "AWS's transfer-acceleration endpoint (not with regionendpoint)"),
+    Param("usefipsendpoint", "AWS's FIPS endpoints", default=False),
     Param("objectacl", "the canned ACL of every object written", default="private"),
     _ignored(
         "loglevel",
@@ -121,6 +126,9 @@ GCS = (
     ),
     Param("rootdirectory", "the object name prefix of the store", default=""),
     Param("chunksize", "the size of each resumable-upload request (a multiple of 256 KiB)", default=16 * 1024 * 1024),
+    Param("maxconcurrency", "parts and requests one transfer runs at a time (above 256: 256, with a warning)"),
+    _ignored("useragent", "requests carry the library's own User-Agent"),
+    _ignored("disablekeepalives", "connections are pooled and kept alive by urllib3", quiet=("false",)),
 )
 
 OSS = (

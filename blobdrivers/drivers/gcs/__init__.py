@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -76,6 +77,11 @@ from .uploads import (
 )
 from .writer import GCSWriter
 
+log = logging.getLogger("blobdrivers.gcs")
+
+#: The most parts and requests one transfer runs at a time (``maxconcurrency`` above it is clamped).
+MAX_CONCURRENCY = 256
+
 
 class GCSDriver(StorageDriver):
     """Objects in a Google Cloud Storage bucket.
@@ -116,7 +122,16 @@ class GCSDriver(StorageDriver):
         self.project = reader.string("project")
         endpoint = reader.endpoint("endpoint", default_scheme="http", example=ENDPOINT_EXAMPLE)
         chunk_size = reader.size("chunksize", 16 * MiB, minimum=ALIGN, maximum=5 * GiB, multiple_of=ALIGN)
-        self.concurrency = reader.integer("maxconcurrency", 8, minimum=1, maximum=256)
+        self.concurrency = reader.integer("maxconcurrency", 8, minimum=1)
+        if self.concurrency > MAX_CONCURRENCY:
+            # distribution sets no maximum: a registry's value is taken, at the most this driver runs.
+            log.warning(
+                "storage driver 'gcs': parameter 'maxconcurrency' %d is more than %d: using %d",
+                self.concurrency,
+                MAX_CONCURRENCY,
+                MAX_CONCURRENCY,
+            )
+            self.concurrency = MAX_CONCURRENCY
         attempts = reader.attempts()
         skipverify = reader.boolean("skipverify", False)
         reader.done()
