@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -56,14 +57,15 @@ class Params:
     def string(self, name: str, default: str | None = None, *, aliases: tuple[str, ...] = ()) -> str | None:
         """A string parameter, or ``default`` when absent or empty.
 
-        An integer is taken as its digits, as distribution takes any scalar: YAML reads an
-        unquoted ``bucket: 2024`` or a numeric ``REGISTRY_STORAGE_S3_ACCESSKEY`` as a number.
+        A number or date is taken as its text, as distribution takes any scalar (fmt.Sprint):
+        YAML reads an unquoted ``bucket: 2024``, ``useragent: 1.5`` or ``2024-01-01`` as a
+        number or a date. Booleans stay refused: ``yes`` would silently become ``"True"``.
         """
         key, value = self._lookup(name, aliases)
         if value is None:
             return default
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
+        if isinstance(value, int | float | date) and not isinstance(value, bool):
+            return value.isoformat() if isinstance(value, date) else str(value)
         if not isinstance(value, str):
             raise self._fail(key, value, "expected a string")
         return value

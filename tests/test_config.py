@@ -584,3 +584,32 @@ def test_parameters_distributions_code_reads_are_taken(no_network: None, caplog:
     assert [m for m in _warnings(caplog)] == [
         "storage driver 'gcs': parameter 'useragent' is ignored: " + tables.GCS[-2].here
     ]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("storage:\n  s3: {1: x}\n", "the parameters of driver 's3' must have names, not 1"),
+        ("{1: {}}", "the storage configuration names a driver 1, not a name"),
+        ("my:config.yml", "cannot read the configuration file 'my:config.yml': No such file"),
+    ],
+)
+def test_odd_keys_and_colon_paths_fail_clearly(source: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        blobdrivers.from_config(source, env={})
+
+
+def test_an_existing_file_wins_over_yaml_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("my:config.yml").write_text(f"storage:\n  filesystem:\n    rootdirectory: {tmp_path}/r\n")
+    Path("x: y").write_text("inmemory: {}\n")
+    assert blobdrivers.from_config("my:config.yml", env={}).name == "filesystem"
+    assert blobdrivers.from_config("x: y", env={}).name == "inmemory"
+
+
+def test_numbers_and_dates_are_taken_as_text_for_string_parameters(no_network: None) -> None:
+    text = "s3:\n  bucket: 2024-01-01\n  region: us-east-1\n  useragent: 1.5\n"
+    store: Any = blobdrivers.from_config(text, env={})
+    assert (store.bucket, store.connection.useragent) == ("2024-01-01", "1.5")
+    with pytest.raises(ConfigError, match="invalid value True for parameter 'useragent': expected a string"):
+        blobdrivers.from_config(text.replace("1.5", "yes"), env={})

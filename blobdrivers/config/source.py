@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from ..params import shown_value
 
 #: Keys distribution keeps in ``storage:`` beside the driver (configuration.go's Storage.Type skips them).
 SIBLINGS = frozenset({"cache", "delete", "redirect", "maintenance", "tag"})
@@ -96,8 +97,9 @@ def _check_expansion(value: Any, what: str) -> None:
 def read(source: Source) -> Mapping[str, Any]:
     """The configuration ``source`` gives, as a mapping (a whole config or a ``storage:`` section).
 
-    A str is YAML text when it holds a line break, or a colon before any slash
-    (``"filesystem: {}"``); any other str, and an ``os.PathLike``, is a file's path.
+    A str naming an existing file is that file; else it is YAML text when it holds a
+    line break or a colon followed by a blank or ending it (``"filesystem: {}"``); any
+    other str (``my:config.yml``), and an ``os.PathLike``, is a file's path.
     """
     if isinstance(source, Mapping):
         return source
@@ -105,7 +107,7 @@ def read(source: Source) -> Mapping[str, Any]:
         return _read_file(os.fspath(source))
     if not isinstance(source, str):
         raise ConfigError(f"the configuration must be a mapping, YAML text or a file path, not {type(source).__name__}")
-    if "\n" in source or ":" in source.split("/", 1)[0]:
+    if "\n" in source or (re.search(r":(\s|$)", source) and not os.path.isfile(source)):
         return _mapping(yaml_value(source, what="the configuration text"), "the configuration text")
     return _read_file(source)
 
@@ -124,7 +126,7 @@ def storage_section(config: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def pick_driver(storage: Mapping[str, Any], *, known: list[str]) -> tuple[str, dict[str, Any]]:
     """The one driver ``storage`` names and its parameters (distribution ignores the sibling keys)."""
-    drivers = sorted(key for key in storage if key not in SIBLINGS)
+    drivers = sorted((key for key in storage if key not in SIBLINGS), key=str)
     if not drivers:
         raise ConfigError(
             f"the storage configuration names no driver; it must name exactly one driver, such as {', '.join(known)}"
@@ -135,11 +137,16 @@ def pick_driver(storage: Mapping[str, Any], *, known: list[str]) -> tuple[str, d
             "it must name exactly one driver"
         )
     name = drivers[0]
+    if not isinstance(name, str):
+        raise ConfigError(f"the storage configuration names a driver {shown_value(name)}, not a name")
     params = storage[name]
     if params is None:
         return name, {}
     if not isinstance(params, Mapping):
         raise ConfigError(f"the parameters of driver {name!r} must be a mapping", driver=name)
+    odd = [key for key in params if not isinstance(key, str)]
+    if odd:
+        raise ConfigError(f"the parameters of driver {name!r} must have names, not {shown_value(odd[0])}", driver=name)
     return name, dict(params)
 
 
