@@ -21,8 +21,8 @@ T = TypeVar("T")
 
 _SIZE = re.compile(r"\s*(\d+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+_TRUE = {"true", "1", "yes", "on", "t"}  # t and f: Go's strconv.ParseBool, which distribution uses
+_FALSE = {"false", "0", "no", "off", "f"}
 
 KiB = 1024
 MiB = 1024**2

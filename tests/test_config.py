@@ -613,3 +613,20 @@ def test_numbers_and_dates_are_taken_as_text_for_string_parameters(no_network: N
     assert (store.bucket, store.connection.useragent) == ("2024-01-01", "1.5")
     with pytest.raises(ConfigError, match="invalid value True for parameter 'useragent': expected a string"):
         blobdrivers.from_config(text.replace("1.5", "yes"), env={})
+
+
+def test_azure_client_secret_fields_must_be_strings() -> None:
+    credentials = {"type": "client_secret", "clientid": "c", "tenantid": "t", "secret": [SECRET]}
+    with pytest.raises(ConfigError, match="type client_secret needs secret") as caught:
+        blobdrivers.from_config(
+            {"azure": {"accountname": "acct", "container": "cont", "credentials": credentials}}, env={}
+        )
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "secure"), [("t", True), ("T", True), ("f", False), ("F", False)])
+def test_booleans_as_gos_parsebool_reads_them(text: str, secure: bool, no_network: None) -> None:
+    store: Any = blobdrivers.from_config(
+        {"s3": {"bucket": "bucketname", "region": "us-east-1", "secure": text}}, env={}
+    )
+    assert store.connection.secure is secure

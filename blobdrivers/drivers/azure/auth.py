@@ -255,10 +255,11 @@ def _checked_credentials(credentials: Mapping[str, Any]) -> dict[str, Any]:
                 "(not shown)" if len(kind) > 40 else repr(kind),
             )
         credentials, kind = {**credentials, "type": "default_credentials"}, "default_credentials"
-    missing = [field for field in _CREDENTIAL_TYPES[kind] if not credentials.get(field)]
+    fields = _CREDENTIAL_TYPES[kind]
+    missing = [field for field in fields if not credentials.get(field) or not isinstance(credentials[field], str)]
     if missing:
         raise ConfigError(
-            f"invalid value (hidden) for parameter 'credentials': type {kind} needs {', '.join(missing)}",
+            f"invalid value (hidden) for parameter 'credentials': type {kind} needs {', '.join(missing)} (strings)",
             driver="azure",
         )
     if find_spec("azure.identity") is None:
