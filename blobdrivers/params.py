@@ -78,7 +78,7 @@ class Params:
         return value
 
     def boolean(self, name: str, default: bool, *, aliases: tuple[str, ...] = ()) -> bool:
-        """A boolean: ``True``/``False`` or one of true/false, yes/no, on/off, 1/0."""
+        """A boolean: ``True``/``False`` or one of true/false, t/f, yes/no, on/off, 1/0 (any case)."""
         key, value = self._lookup(name, aliases)
         if value is None:
             return default
