@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -20,8 +21,8 @@ T = TypeVar("T")
 
 _SIZE = re.compile(r"\s*(\d+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+_TRUE = {"true", "1", "yes", "on", "t"}  # t and f: Go's strconv.ParseBool, which distribution uses
+_FALSE = {"false", "0", "no", "off", "f"}
 
 KiB = 1024
 MiB = 1024**2
@@ -50,20 +51,21 @@ class Params:
         return name, None
 
     def _fail(self, key: str, value: Any, allowed: str) -> ConfigError:
-        shown = "(hidden)" if key in self._secrets else repr(value)
+        shown = "(hidden)" if key in self._secrets else shown_value(value)
         return ConfigError(f"invalid value {shown} for parameter {key!r}: {allowed}", driver=self._driver)
 
     def string(self, name: str, default: str | None = None, *, aliases: tuple[str, ...] = ()) -> str | None:
         """A string parameter, or ``default`` when absent or empty.
 
-        An integer is taken as its digits, as distribution takes any scalar: YAML reads an
-        unquoted ``bucket: 2024`` or a numeric ``REGISTRY_STORAGE_S3_ACCESSKEY`` as a number.
+        A number or date is taken as its text, as distribution takes any scalar (fmt.Sprint):
+        YAML reads an unquoted ``bucket: 2024``, ``useragent: 1.5`` or ``2024-01-01`` as a
+        number or a date. Booleans stay refused: ``yes`` would silently become ``"True"``.
         """
         key, value = self._lookup(name, aliases)
         if value is None:
             return default
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
+        if isinstance(value, int | float | date) and not isinstance(value, bool):
+            return value.isoformat() if isinstance(value, date) else str(value)
         if not isinstance(value, str):
             raise self._fail(key, value, "expected a string")
         return value
@@ -76,7 +78,7 @@ class Params:
         return value
 
     def boolean(self, name: str, default: bool, *, aliases: tuple[str, ...] = ()) -> bool:
-        """A boolean: ``True``/``False`` or one of true/false, yes/no, on/off, 1/0."""
+        """A boolean: ``True``/``False`` or one of true/false, t/f, yes/no, on/off, 1/0 (any case)."""
         key, value = self._lookup(name, aliases)
         if value is None:
             return default
@@ -121,7 +123,8 @@ class Params:
         number = _as_int(value)
         if number is None and isinstance(value, str) and (match := _SIZE.fullmatch(value)):
             unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
-            number = int(match.group(1)) * _UNITS[unit]
+            digits = _digits(match.group(1))
+            number = None if digits is None else digits * _UNITS[unit]
         if number is None:
             raise self._fail(key, value, "expected a byte size such as 10485760 or '10MiB'")
         number = self._check_range(key, value, number, minimum, maximum, " bytes")
@@ -204,14 +207,61 @@ class Params:
         return number
 
 
+#: The most characters of a value a message quotes.
+SHOWN_CHARS = 80
+
+
+def shown_value(value: Any) -> str:
+    """``value`` as a message shows it, bounded: a scalar's repr cut to SHOWN_CHARS, a container by its type.
+
+    A list or mapping from YAML may share its parts through aliases many times over, so
+    its repr could be vast; its type is all a message needs.
+    """
+    if not isinstance(value, str | bytes | int | float | complex | bool) and value is not None:
+        return f"(a {type(value).__name__})"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 5]}...{text[-1]} ({len(text):,} characters)"
+
+
+def check_bucket_name(name: str, *, driver: str, service: str) -> None:
+    """Refuse a bucket name no ``service`` store can take: with '/', blanks, control characters, over 255 bytes.
+
+    An empty name is refused before, as a missing parameter.
+
+    Anything else is left to the server, as distribution does: legacy and S3-compatible
+    stores take names (``My_Legacy_Bucket``) the current AWS rule refuses.
+    """
+    problem = (
+        "it holds a '/'"
+        if "/" in name and not name.startswith("arn:")  # an access point's ARN holds one
+        else "it holds a blank or control character"
+        if any(c.isspace() or not c.isprintable() for c in name)
+        else "it is over 255 bytes"
+        if len(name.encode("utf-8", "surrogatepass")) > 255
+        else None
+    )
+    if problem is not None:
+        raise ConfigError(
+            f"bucket name {shown_value(name)} is invalid: {problem}, which no {service} service takes", driver=driver
+        )
+
+
 def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+        return _digits(value.strip())
     return None
+
+
+def _digits(text: str) -> int | None:
+    """``int(text)``, or None past Python's limit on digits (thousands: no size or count is that long)."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def endpoint_url(
@@ -240,7 +290,7 @@ def endpoint_url(
         or any(c.isspace() for c in candidate)
     ):
         raise ConfigError(
-            f"invalid value {value!r} for parameter {parameter!r}: an http(s) URL with no "
+            f"invalid value {shown_value(value)} for parameter {parameter!r}: an http(s) URL with no "
             f"{'query' if allow_path else 'path'}, such as {example}",
             driver=driver,
         )

@@ -203,7 +203,7 @@ def test_gcs_example(no_network: None, tmp_path: Path, caplog: pytest.LogCapture
         "gcs",
         "bucketname",
         "/gcs/object/name/prefix",
-        5242880,
+        5242880,  # the example's own chunksize
     )
     assert any("'credentials' is ignored: 'keyfile' is given" in m for m in _warnings(caplog))
 
@@ -314,7 +314,8 @@ def test_create_and_from_url_keep_the_library_defaults(tmp_path: Path, monkeypat
     assert blobdrivers.create("filesystem").root == str(tmp_path / "blobdrivers")  # type: ignore[attr-defined]
     gcs = {"bucket": "bucketname", "endpoint": "http://127.0.0.1:1"}
     assert blobdrivers.create("gcs", gcs).chunk_size == 16 * 1024 * 1024
-    assert blobdrivers.from_config({"gcs": gcs}, env={}).chunk_size == 5242880
+    # distribution's gcs.go defaultChunkSize (16 MiB; its older docs said 5 MiB) is the library's too.
+    assert blobdrivers.from_config({"gcs": gcs}, env={}).chunk_size == 16 * 1024 * 1024
     with pytest.raises(ConfigError, match=r"unknown parameter.*'maxthreads'"):
         blobdrivers.create("filesystem", {"maxthreads": 100})
 
@@ -370,13 +371,16 @@ def test_yaml_is_needed_only_for_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("driver", "params", "message"),
     [
-        ("s3", {"bucket": "My_Bucket"}, "bucket name 'My_Bucket' is invalid: S3 bucket names are 3-63 characters"),
+        ("s3", {"bucket": "my/bucket"}, "bucket name 'my/bucket' is invalid: it holds a '/'"),
+        ("s3", {"bucket": "my bucket"}, "bucket name 'my bucket' is invalid: it holds a blank or control character"),
+        ("s3", {"bucket": "b\x00"}, "it holds a blank or control character, which no S3-compatible service takes"),
+        ("s3", {"bucket": "b" * 256}, r"bucket name 'bbbb.*\(258 characters\) is invalid: it is over 255 bytes"),
+        ("gcs", {"bucket": "My Bucket"}, "bucket name 'My Bucket' is invalid: it holds a blank or control character"),
         (
             "oss",
             {"bucket": "My_Bucket", "accesskeyid": "id", "accesskeysecret": "key", "region": "oss-cn-beijing"},
             "bucket name 'My_Bucket' is invalid: OSS bucket names are 3-63 characters",
         ),
-        ("gcs", {"bucket": "My Bucket"}, "bucket name 'My Bucket' is invalid: GCS bucket names are 3-222 characters"),
         (
             "azure",
             {"container": "My_Container", "accountname": "account", "accountkey": "a2V5"},
@@ -387,6 +391,26 @@ def test_yaml_is_needed_only_for_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_bucket_names_say_why(driver: str, params: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         blobdrivers.create(driver, params)
+
+
+@pytest.mark.parametrize(
+    "bucket", ["My_Legacy_Bucket", "ab", "x" * 100, "arn:aws:s3:us-west-2:123456789012:accesspoint/ap"]
+)
+def test_bucket_names_distribution_takes_are_taken(bucket: str, no_network: None) -> None:
+    assert blobdrivers.create("s3", {"bucket": bucket, "region": "us-east-1"}).bucket == bucket
+    gcs = {"bucket": bucket.lower(), "endpoint": "http://127.0.0.1:1"}
+    assert blobdrivers.from_config({"gcs": gcs}, env={}).name == "gcs"
+
+
+def test_the_server_refusing_a_bucket_name_says_awss_rule() -> None:
+    from botocore.exceptions import ClientError
+
+    from blobdrivers.drivers.s3.errors import translate
+
+    refusal = ClientError({"Error": {"Code": "InvalidBucketName"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "Put")
+    error = translate(refusal, "/a", "My_Legacy_Bucket")
+    assert error is not None and "\n" not in str(error)
+    assert "refuses the bucket name 'My_Legacy_Bucket' (InvalidBucketName): AWS bucket names are 3-63" in str(error)
 
 
 # ---------------------------------------------------------------------- the documentation's tables
@@ -421,3 +445,188 @@ def test_the_documented_table_is_the_code_table(driver: str) -> None:
     assert begin in text and end in text, f"docs/configuration.md has no table for {driver}"
     written = text.split(begin, 1)[1].split(end, 1)[0]
     assert written == render(driver), f"docs/configuration.md's {driver} table should read:\n{render(driver)}"
+
+
+# ---------------------------------------------------------------------- adversarial input: no leak, no bomb
+
+SECRET = "Sup3rS3cretVal"
+
+
+@pytest.mark.parametrize(
+    ("source", "env", "where"),
+    [
+        (
+            {"s3": {"bucket": "bucketname"}},
+            {"REGISTRY_STORAGE_S3_SECRETKEY": f"!{SECRET}"},
+            "REGISTRY_STORAGE_S3_SECRETKEY",
+        ),
+        (
+            {"s3": {"bucket": "bucketname"}},
+            {"REGISTRY_STORAGE_S3_SECRETKEY": f"*{SECRET}"},
+            "REGISTRY_STORAGE_S3_SECRETKEY",
+        ),
+        (f"storage:\n  s3:\n    bucket: b\n    secretkey: !{SECRET}\n", {}, "line 4, column 16"),
+        (f"storage:\n  s3:\n    bucket: b\n    secretkey: *{SECRET}\n", {}, "line 4, column 16"),
+        (f"storage:\n  s3:\n    secretkey: !!python/object:{SECRET} x\n", {}, "line 3"),
+    ],
+)
+def test_yaml_errors_say_where_and_what_kind_never_the_text(source: Any, env: dict[str, str], where: str) -> None:
+    with pytest.raises(ConfigError, match="is not valid YAML") as caught:
+        blobdrivers.from_config(source, env=env)
+    message = str(caught.value)
+    assert SECRET not in message and where in message and "\n" not in message
+    assert re.search(r"(constructor for the tag|undefined alias) at line", message)
+
+
+def _alias_bomb(depth: int, parameter: str) -> str:
+    """A small YAML text whose ``parameter`` stands for 9**depth strings through nested aliases."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, depth)]
+    body = "\n".join("  " + line for line in lines)
+    return f"x:\n{body}\nstorage:\n  filesystem:\n    rootdirectory: /tmp/x\n    {parameter}: *a{depth - 1}\n"
+
+
+@pytest.mark.parametrize("parameter", ["maxthreads", "fsync", "rootdirectory"])
+def test_an_alias_bomb_is_refused_quickly_with_a_short_message(parameter: str) -> None:
+    text = _alias_bomb(9, parameter)
+    assert len(text) < 600
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values through its aliases") as caught:
+        blobdrivers.from_config(text, env={})
+    assert len(str(caught.value)) < 200
+
+
+def test_aliases_within_bounds_and_self_reference() -> None:
+    text = "base: &b {rootdirectory: /tmp/x}\nstorage:\n  filesystem: *b\n"
+    assert blobdrivers.from_config(text, env={}).name == "filesystem"
+    with pytest.raises(ConfigError, match="contains itself"):
+        blobdrivers.from_config("storage:\n  filesystem:\n    fsync: &a [*a]\n", env={})
+
+
+def test_values_in_messages_are_bounded() -> None:
+    shared = ["x" * 100] * 100
+    with pytest.raises(ConfigError) as caught:
+        blobdrivers.create("filesystem", {"rootdirectory": "/tmp/x", "fsync": [shared] * 100})
+    assert "(a list)" in str(caught.value) and len(str(caught.value)) < 200
+    with pytest.raises(ConfigError) as caught:
+        blobdrivers.create("s3", {"bucket": "bucketname", "chunksize": "9" * 10_000})
+    assert "10,002 characters" in str(caught.value) and len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("value", ["off", "Off", "OFF", "false", "'off'"])
+def test_loglevel_off_is_quiet_as_yaml_reads_it(value: str, caplog: pytest.LogCaptureFixture) -> None:
+    blobdrivers.from_config(f"s3:\n  bucket: bucketname\n  region: us-east-1\n  loglevel: {value}\n", env={})
+    assert _warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("driver", "params", "key"),
+    [
+        ("s3", {"bucket": "bucketname", "region": "us-east-1"}, "keyid"),
+        (
+            "oss",
+            {"bucket": "bucketname", "region": "oss-cn-beijing", "accesskeyid": "i", "accesskeysecret": "s"},
+            "encryptionkeyid",
+        ),
+    ],
+)
+def test_a_kms_key_without_encrypt_is_ignored_with_one_warning(
+    driver: str, params: dict[str, Any], key: str, caplog: pytest.LogCaptureFixture, no_network: None
+) -> None:
+    store: Any = blobdrivers.from_config({driver: {**params, "encrypt": False, key: "kms-key"}}, env={})
+    written = getattr(store, "write_args", None) or getattr(store, "create_headers", {})
+    assert "kms-key" not in str(written) and "AES256" not in str(written)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [f"storage driver {driver!r}: parameter {key!r} is ignored: 'encrypt' is not true"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"credentials": {"type": "default_credentials"}}, {"credentials": {"type": "weird", "secret": SECRET}}],
+)
+def test_azure_without_a_key_uses_default_credentials(
+    extra: dict[str, Any], no_network: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    store: Any = blobdrivers.from_config({"azure": {"accountname": "acct", "container": "cont", **extra}}, env={})
+    assert store._auth.credentials["type"] == "default_credentials"
+    assert type(store._auth.sdk_credential()).__name__ == "DefaultAzureCredential"
+    assert SECRET not in caplog.text and SECRET not in repr(store)
+    assert ("not client_secret: using default credentials" in caplog.text) == ("weird" in str(extra))
+
+
+def test_azure_default_credentials_without_azure_identity_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from blobdrivers.drivers.azure import auth
+
+    monkeypatch.setattr(auth, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"default credentials: .*needs azure-identity.*pip install azure-identity"):
+        blobdrivers.from_config({"azure": {"accountname": "acct", "container": "cont"}}, env={})
+
+
+@pytest.mark.parametrize("given", ["accesskey", "secretkey"])
+def test_a_lone_s3_key_is_ignored_for_the_default_chain(
+    given: str, no_network: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    store: Any = blobdrivers.from_config({"s3": {"bucket": "bucketname", "region": "us-east-1", given: SECRET}}, env={})
+    assert store.connection.accesskey is None and store.connection.secretkey is None
+    assert f"parameter {given!r} is ignored without" in caplog.text and SECRET not in caplog.text
+
+
+def test_parameters_distributions_code_reads_are_taken(no_network: None, caplog: pytest.LogCaptureFixture) -> None:
+    s3: Any = blobdrivers.from_config(
+        {"s3": {"bucket": "b1", "region": "us-east-1", "accesskey": "a", "secretkey": "s", "usefipsendpoint": True}},
+        env={},
+    )
+    assert s3.connection.fips is True
+    assert s3.client.meta.config.use_fips_endpoint is True
+    gcs = {"bucket": "b1", "endpoint": "http://127.0.0.1:1", "maxconcurrency": 500, "useragent": "reg/1"}
+    store: Any = blobdrivers.from_config({"gcs": {**gcs, "disablekeepalives": False}}, env={})
+    assert store.concurrency == 256
+    assert "'maxconcurrency' 500 is more than 256: using 256" in caplog.text
+    assert [m for m in _warnings(caplog)] == [
+        "storage driver 'gcs': parameter 'useragent' is ignored: " + tables.GCS[-2].here
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("storage:\n  s3: {1: x}\n", "the parameters of driver 's3' must have names, not 1"),
+        ("{1: {}}", "the storage configuration names a driver 1, not a name"),
+        ("my:config.yml", "cannot read the configuration file 'my:config.yml': No such file"),
+    ],
+)
+def test_odd_keys_and_colon_paths_fail_clearly(source: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        blobdrivers.from_config(source, env={})
+
+
+def test_an_existing_file_wins_over_yaml_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("my:config.yml").write_text(f"storage:\n  filesystem:\n    rootdirectory: {tmp_path}/r\n")
+    Path("x: y").write_text("inmemory: {}\n")
+    assert blobdrivers.from_config("my:config.yml", env={}).name == "filesystem"
+    assert blobdrivers.from_config("x: y", env={}).name == "inmemory"
+
+
+def test_numbers_and_dates_are_taken_as_text_for_string_parameters(no_network: None) -> None:
+    text = "s3:\n  bucket: 2024-01-01\n  region: us-east-1\n  useragent: 1.5\n"
+    store: Any = blobdrivers.from_config(text, env={})
+    assert (store.bucket, store.connection.useragent) == ("2024-01-01", "1.5")
+    with pytest.raises(ConfigError, match="invalid value True for parameter 'useragent': expected a string"):
+        blobdrivers.from_config(text.replace("1.5", "yes"), env={})
+
+
+def test_azure_client_secret_fields_must_be_strings() -> None:
+    credentials = {"type": "client_secret", "clientid": "c", "tenantid": "t", "secret": [SECRET]}
+    with pytest.raises(ConfigError, match="type client_secret needs secret") as caught:
+        blobdrivers.from_config(
+            {"azure": {"accountname": "acct", "container": "cont", "credentials": credentials}}, env={}
+        )
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "secure"), [("t", True), ("T", True), ("f", False), ("F", False)])
+def test_booleans_as_gos_parsebool_reads_them(text: str, secure: bool, no_network: None) -> None:
+    store: Any = blobdrivers.from_config(
+        {"s3": {"bucket": "bucketname", "region": "us-east-1", "secure": text}}, env={}
+    )
+    assert store.connection.secure is secure

@@ -317,7 +317,7 @@ def _hidden_keys(driver: GCSDriver) -> list[str]:
         ({"chunksize": "lots"}, "chunksize"),
         ({"maxconcurrency": 0}, "maxconcurrency"),
         ({"retries": -1}, "retries"),
-        ({"bucket": "Not_A_Bucket!"}, "bucket"),
+        ({"bucket": "Not A Bucket"}, "bucket"),
         ({"bucket": None}, "bucket"),
         ({"endpoint": "ftp://host/path"}, "endpoint"),
         ({"credentials": "{not json"}, "credentials"),

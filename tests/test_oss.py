@@ -700,7 +700,6 @@ def test_signed_url_expires(oss: OSSDriver) -> None:
         ({"secure": "maybe"}, "secure"),
         ({"internal": "perhaps"}, "internal"),
         ({"encrypt": "sure"}, "encrypt"),
-        ({"encryptionkeyid": "kms-key"}, "encryptionkeyid"),
         ({"regionendpoint": "x"}, "regionendpoint"),
         ({"rootdirectory": "/a b"}, "rootdirectory"),
     ],

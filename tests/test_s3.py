@@ -762,8 +762,6 @@ def test_presigned_get_head_put(s3: S3Driver) -> None:
         ({"regionendpoint": "ftp://example.com"}, "regionendpoint"),
         ({"forcepathstyle": "maybe"}, "forcepathstyle"),
         ({"secure": "perhaps"}, "secure"),
-        ({"keyid": "arn:aws:kms:key"}, "keyid"),
-        ({"secretkey": None}, "secretkey"),
         ({"bucket": None}, "bucket"),
         ({"bukket": "typo"}, "bukket"),
         ({"checksum": "md5"}, "checksum"),

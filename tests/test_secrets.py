@@ -321,7 +321,8 @@ def test_s3_never_shows_its_secrets(
     scan.fails(
         ConfigError, "s3 bytes secret", lambda: S3Driver(**endpoint, **{**S3_SECRETS, "sessiontoken": MARK.encode()})
     )
-    scan.fails(ConfigError, "s3 half credentials", lambda: S3Driver(**endpoint, accesskey=S3_SECRETS["accesskey"]))
+    half = {"accesskey": S3_SECRETS["accesskey"], "sessiontoken": S3_SECRETS["sessiontoken"]}
+    scan.fails(ConfigError, "s3 half credentials", lambda: S3Driver(**endpoint, **half))
     scan.fails(ConfigError, "s3 bad chunksize", lambda: S3Driver(**endpoint, **S3_SECRETS, chunksize="huge"))
     scan.fails(ConfigError, "s3 unknown param", lambda: S3Driver(**endpoint, **S3_SECRETS, secret_key=MARK))
     query = urllib.parse.urlencode({**S3_SECRETS, "regionendpoint": moto_server.endpoint_url, "chunksize": "x"})

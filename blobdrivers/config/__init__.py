@@ -59,11 +59,23 @@ def _as_here(driver: str, params: dict[str, Any], table: tuple[Param, ...]) -> d
         if param.ignored:
             if param.name in params:
                 value = params.pop(param.name)
-                if _given(value) and str(value).strip().lower() not in param.quiet:
+                if _given(value) and _text(value) not in param.quiet:
                     log.warning("storage driver %r: parameter %r is ignored: %s", driver, param.name, param.here)
         elif param.default is not NO_DEFAULT and not _given(params.get(param.name)):
             params[param.name] = param.default
     return params
+
+
+def _text(value: Any) -> str | None:
+    """A scalar as lower-case YAML text (``False`` is ``"false"``), to compare with ``quiet``; None otherwise.
+
+    Only scalars: ``str()`` of a list or mapping sharing its parts through aliases could be vast.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value).strip().lower()
+    return None
 
 
 def _given(value: Any) -> bool:

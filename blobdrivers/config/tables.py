@@ -54,8 +54,12 @@ FILESYSTEM = (
 INMEMORY: tuple[Param, ...] = ()
 
 S3 = (
-    Param("accesskey", "the access key id; omitted, boto3 finds credentials (environment, profile, IAM role)"),
-    Param("secretkey", "the secret access key, given with accesskey"),
+    Param(
+        "accesskey",
+        "the access key id; omitted (or without secretkey: a warning), boto3 finds credentials "
+        "(environment, profile, IAM role)",
+    ),
+    Param("secretkey", "the secret access key, given with accesskey (alone it is ignored with a warning)"),
     Param("region", "the bucket's region (optional here: boto3's configured region, else us-east-1)"),
     Param("regionendpoint", "the endpoint URL of an S3-compatible service"),
     Param("forcepathstyle", "path-style addressing (bucket in the path, not the host name)", default=False),
@@ -78,11 +82,12 @@ S3 = (
     Param("useragent", "appended to the User-Agent header of every request"),
     Param("usedualstack", "AWS's dual-stack (IPv4 and IPv6) endpoints", default=False),
     Param("accelerate", "AWS's transfer-acceleration endpoint (not with regionendpoint)"),
+    Param("usefipsendpoint", "AWS's FIPS endpoints", default=False),
     Param("objectacl", "the canned ACL of every object written", default="private"),
     _ignored(
         "loglevel",
         "the SDK logs through Python logging: configure the 'botocore' and 'blobdrivers.s3' loggers",
-        quiet=("off",),
+        quiet=("off", "false"),  # unquoted off is YAML's false, which distribution reads as LogOff too
     ),
 )
 
@@ -94,8 +99,9 @@ AZURE = (
     Param("rootdirectory", "the blob name prefix of the store", default=""),
     Param(
         "credentials",
-        "Microsoft Entra ID credentials: type client_secret (clientid, tenantid, secret) or "
-        "default_credentials; ignored, as by distribution, when accountkey is given",
+        "Microsoft Entra ID credentials: type client_secret (clientid, tenantid, secret), else (any other "
+        "type, or no key, connection string, SAS token or credentials at all) azure-identity's "
+        "DefaultAzureCredential, as distribution; ignored, as by distribution, when accountkey is given",
     ),
     Param("connectionstring", "a storage connection string, instead of the account parameters"),
     Param("serviceurl", "the blob service URL (default https://ACCOUNT.blob.REALM)"),
@@ -119,7 +125,10 @@ GCS = (
         "a service-account key as a mapping (or its JSON text); ignored, as by distribution, when keyfile is given",
     ),
     Param("rootdirectory", "the object name prefix of the store", default=""),
-    Param("chunksize", "the size of each resumable-upload request (a multiple of 256 KiB)", default=5242880),
+    Param("chunksize", "the size of each resumable-upload request (a multiple of 256 KiB)", default=16 * 1024 * 1024),
+    Param("maxconcurrency", "parts and requests one transfer runs at a time (above 256: 256, with a warning)"),
+    _ignored("useragent", "requests carry the library's own User-Agent"),
+    _ignored("disablekeepalives", "connections are pooled and kept alive by urllib3", quiet=("false",)),
 )
 
 OSS = (

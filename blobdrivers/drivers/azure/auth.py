@@ -1,14 +1,17 @@
 """How the driver reaches the account: the authentication parameters checked and resolved, and SAS signing.
 
-Exactly one of an account key, a connection string (which names the endpoint too),
-a SAS token or Microsoft Entra ID credentials. Secrets stay inside :class:`Auth` and
-never show in its ``repr`` or in a message.
+At most one of an account key, a connection string (which names the endpoint too),
+a SAS token or Microsoft Entra ID credentials; with none, azure-identity's
+DefaultAzureCredential, as distribution's azure_auth.go falls back to
+NewDefaultAzureCredential. Secrets stay inside :class:`Auth` and never show in its
+``repr`` or in a message.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -22,6 +25,8 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from azure.storage.blob import BlobClient, BlobSasPermissions, UserDelegationKey, generate_blob_sas
 
 from ...errors import ConfigError
+
+log = logging.getLogger("blobdrivers.azure")
 
 _ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 _HOST = re.compile(r"[A-Za-z0-9.-]+")
@@ -149,12 +154,14 @@ def resolve_auth(
         )
         if value is not None
     ]
-    if len(given) != 1:
+    if len(given) > 1:
         raise ConfigError(
-            "give exactly one of the parameters 'accountkey', 'connectionstring', 'sastoken' or 'credentials'"
-            + (f" (got {', '.join(given)})" if given else ""),
+            "give at most one of the parameters 'accountkey', 'connectionstring', 'sastoken' or 'credentials' "
+            f"(got {', '.join(given)})",
             driver="azure",
         )
+    if not given:
+        credentials = DEFAULT_CREDENTIALS
     if connection_string is not None:
         if account_name is not None or service_url is not None:
             raise ConfigError(
@@ -165,7 +172,7 @@ def resolve_auth(
         return _parse_connection_string(connection_string, realm)
     if account_name is None:
         raise ConfigError(
-            "parameter 'accountname' is required (with accountkey, sastoken or credentials)", driver="azure"
+            "parameter 'accountname' is required (unless a connectionstring names the account)", driver="azure"
         )
     account_url = (service_url or f"https://{account_name}.blob.{realm}").rstrip("/")
     if account_key is not None:
@@ -185,8 +192,7 @@ def resolve_auth(
             )
         return Auth(account_url, account_name, sas_token=token)
     assert credentials is not None
-    _check_credentials(credentials)
-    return Auth(account_url, account_name, credentials=dict(credentials))
+    return Auth(account_url, account_name, credentials=_checked_credentials(credentials))
 
 
 def _parse_connection_string(connection_string: str, realm: str) -> Auth:
@@ -234,28 +240,36 @@ def _parse_connection_string(connection_string: str, realm: str) -> Auth:
 
 
 _CREDENTIAL_TYPES = {"client_secret": ("clientid", "tenantid", "secret"), "default_credentials": ()}
+#: What no authentication parameter means: azure-identity's DefaultAzureCredential (environment, managed identity...).
+DEFAULT_CREDENTIALS: Mapping[str, Any] = {"type": "default_credentials"}
 
 
-def _check_credentials(credentials: Mapping[str, Any]) -> None:
+def _checked_credentials(credentials: Mapping[str, Any]) -> dict[str, Any]:
+    """``credentials`` checked; a type other than client_secret means default credentials, as in distribution."""
     kind = str(credentials.get("type", "")).lower()
-    if kind == "default":
-        kind = "default_credentials"
     if kind not in _CREDENTIAL_TYPES:
-        raise ConfigError(
-            "invalid value (hidden) for parameter 'credentials': 'type' must be client_secret or default_credentials",
-            driver="azure",
-        )
-    missing = [field for field in _CREDENTIAL_TYPES[kind] if not credentials.get(field)]
+        # distribution's azure_auth.go: any type but client_secret gets NewDefaultAzureCredential.
+        if kind not in ("", "default"):
+            log.warning(
+                "storage driver 'azure': credentials type %s is not client_secret: using default credentials",
+                "(not shown)" if len(kind) > 40 else repr(kind),
+            )
+        credentials, kind = {**credentials, "type": "default_credentials"}, "default_credentials"
+    fields = _CREDENTIAL_TYPES[kind]
+    missing = [field for field in fields if not credentials.get(field) or not isinstance(credentials[field], str)]
     if missing:
         raise ConfigError(
-            f"invalid value (hidden) for parameter 'credentials': type {kind} needs {', '.join(missing)}",
+            f"invalid value (hidden) for parameter 'credentials': type {kind} needs {', '.join(missing)} (strings)",
             driver="azure",
         )
     if find_spec("azure.identity") is None:
+        what = "parameter 'credentials'" if credentials is not DEFAULT_CREDENTIALS else "default credentials"
         raise ConfigError(
-            "parameter 'credentials' needs azure-identity, which is not installed: pip install azure-identity",
+            f"{what}: Microsoft Entra ID needs azure-identity, which is not installed: pip install azure-identity; "
+            "or give 'accountkey', 'connectionstring' or 'sastoken'",
             driver="azure",
         )
+    return dict(credentials)
 
 
 def token_credential(credentials: Mapping[str, Any]) -> Any:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
+import logging
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -43,7 +43,7 @@ from ...conditions import Conditions
 from ...driver import StorageDriver
 from ...errors import ConfigError, PathNotFoundError, StorageError
 from ...listing import FileInfo, visible_children, walk_flat
-from ...params import GiB, MiB, Params
+from ...params import GiB, MiB, Params, check_bucket_name
 from ...reader import RangeReader
 from ...retry import RetryPolicy
 from ...transfer import MAX_PARTS, Source, plan_put, upload_parts
@@ -77,7 +77,10 @@ from .uploads import (
 )
 from .writer import GCSWriter
 
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+log = logging.getLogger("blobdrivers.gcs")
+
+#: The most parts and requests one transfer runs at a time (``maxconcurrency`` above it is clamped).
+MAX_CONCURRENCY = 256
 
 
 class GCSDriver(StorageDriver):
@@ -119,16 +122,21 @@ class GCSDriver(StorageDriver):
         self.project = reader.string("project")
         endpoint = reader.endpoint("endpoint", default_scheme="http", example=ENDPOINT_EXAMPLE)
         chunk_size = reader.size("chunksize", 16 * MiB, minimum=ALIGN, maximum=5 * GiB, multiple_of=ALIGN)
-        self.concurrency = reader.integer("maxconcurrency", 8, minimum=1, maximum=256)
+        self.concurrency = reader.integer("maxconcurrency", 8, minimum=1)
+        if self.concurrency > MAX_CONCURRENCY:
+            # distribution sets no maximum: a registry's value is taken, at the most this driver runs.
+            log.warning(
+                "storage driver 'gcs': parameter 'maxconcurrency' %d is more than %d: using %d",
+                self.concurrency,
+                MAX_CONCURRENCY,
+                MAX_CONCURRENCY,
+            )
+            self.concurrency = MAX_CONCURRENCY
         attempts = reader.attempts()
         skipverify = reader.boolean("skipverify", False)
         reader.done()
-        if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
-            raise ConfigError(
-                f"bucket name {bucket!r} is invalid: GCS bucket names are 3-222 characters of lowercase letters, "
-                "digits, hyphens, underscores and dots, starting and ending with a letter or digit",
-                driver=self.name,
-            )
+        # As distribution, only names no GCS API takes are refused here; the server judges the rest.
+        check_bucket_name(bucket, driver=self.name, service="GCS")
         if keyfile and credentials_info is not None:
             raise ConfigError("give 'keyfile' or 'credentials', not both", driver=self.name)
         self.bucket = bucket

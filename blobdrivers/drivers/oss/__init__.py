@@ -99,7 +99,9 @@ class OSSDriver(StorageDriver):
                 driver=self.name,
             )
         if keyid is not None and not encrypt:
-            raise ConfigError("parameter 'encryptionkeyid' (a KMS key) needs 'encrypt' set to true", driver=self.name)
+            # As distribution, whose oss driver sends the key only when encrypt is true.
+            log.warning("storage driver 'oss': parameter 'encryptionkeyid' is ignored: 'encrypt' is not true")
+            keyid = None
         self.endpoint = endpoint or region_endpoint(region, internal=internal, scheme=scheme, driver=self.name)
         verify = tls_verify(self.name, self.endpoint, skipverify=skipverify)
 

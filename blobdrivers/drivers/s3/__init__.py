@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,10 +23,10 @@ from ...capabilities import Capability
 from ...clients import ProcessLocal
 from ...conditions import Conditions
 from ...driver import StorageDriver
-from ...errors import ConfigError, PathNotFoundError, StorageError
+from ...errors import PathNotFoundError, StorageError
 from ...listing import FileInfo, first_valid, visible_children, walk_flat
 from ...multipart import MultipartEngine
-from ...params import MiB, Params
+from ...params import MiB, Params, check_bucket_name
 from ...reader import RangeReader
 from ...retry import RetryPolicy
 from ...transfer import Source
@@ -38,9 +37,6 @@ from .errors import bucket_missing, code, is_not_found, is_precondition, is_stre
 from .reader import quote, ranged_get, reopening, unquote
 
 log = logging.getLogger("blobdrivers.s3")
-
-#: AWS's rule for bucket names (S3-compatible stores follow it too).
-_BUCKET_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]")
 
 STORAGE_CLASSES = (
     "STANDARD",
@@ -106,14 +102,12 @@ class S3Driver(StorageDriver):
         self.retry_mode, self.retry_attempts = read_retries(reader, params, driver=self.name)
         reader.done()
 
-        if not _BUCKET_NAME.fullmatch(self.bucket):
-            raise ConfigError(
-                f"bucket name {self.bucket!r} is invalid: S3 bucket names are 3-63 characters of lowercase letters, "
-                "digits, dots and hyphens, starting and ending with a letter or digit",
-                driver=self.name,
-            )
+        # Only names no S3-compatible service takes: the server judges the rest (errors.py says AWS's rule).
+        check_bucket_name(self.bucket, driver=self.name, service="S3-compatible")
         if keyid is not None and not encrypt:
-            raise ConfigError("parameter 'keyid' (a KMS key) needs 'encrypt' set to true", driver=self.name)
+            # distribution's s3 docs: keyid "is ignored if encrypt is not true".
+            log.warning("storage driver 's3': parameter 'keyid' is ignored: 'encrypt' is not true")
+            keyid = None
 
         super().__init__(params, rootdirectory=rootdirectory, chunk_size=chunk_size)
         #: Extra arguments of every request that creates an object.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from ...clients import tls_verify
 from ...errors import ConfigError
 from ...params import DEFAULT_ATTEMPTS, MAX_ATTEMPTS, Params
 from ...redaction import CREDENTIAL_PATTERNS, LogRedactor
+
+log = logging.getLogger("blobdrivers.s3")
 
 RETRY_MODES = ("legacy", "standard", "adaptive")
 
@@ -54,9 +57,11 @@ class Connection:
     verify: bool
     forcepathstyle: bool
     useragent: str | None
-    #: AWS's transfer-acceleration and dual-stack (IPv6) endpoints (``accelerate``, ``usedualstack``).
+    #: AWS's transfer-acceleration, dual-stack (IPv6) and FIPS endpoints (``accelerate``, ``usedualstack``,
+    #: ``usefipsendpoint``).
     accelerate: bool
     dualstack: bool
+    fips: bool
     # Credentials never show in a repr (a debugger's, a log's, a traceback's locals).
     accesskey: str | None = field(repr=False)
     secretkey: str | None = field(repr=False)
@@ -82,11 +87,20 @@ class Connection:
         useragent = reader.string("useragent")
         accelerate = reader.boolean("accelerate", False)
         dualstack = reader.boolean("usedualstack", False)
+        fips = reader.boolean("usefipsendpoint", False)
         if accelerate and endpoint is not None:
             # botocore would fail every request: acceleration is an AWS endpoint of its own.
             raise ConfigError("parameter 'accelerate' cannot be combined with 'regionendpoint'", driver=driver)
         if (accesskey is None) != (secretkey is None):
-            raise ConfigError("parameters 'accesskey' and 'secretkey' must be given together", driver=driver)
+            # As distribution, which uses static credentials only when both are set: the default chain instead.
+            lone = "accesskey" if secretkey is None else "secretkey"
+            log.warning(
+                "storage driver %r: parameter %r is ignored without %r: using the default credential chain",
+                driver,
+                lone,
+                "secretkey" if lone == "accesskey" else "accesskey",
+            )
+            accesskey = secretkey = None
         if sessiontoken is not None and accesskey is None:
             raise ConfigError("parameter 'sessiontoken' needs 'accesskey' and 'secretkey'", driver=driver)
         # boto3 finds its CA bundle itself (AWS_CA_BUNDLE, its config): only the warning and the off switch here.
@@ -100,6 +114,7 @@ class Connection:
             useragent,
             accelerate,
             dualstack,
+            fips,
             accesskey,
             secretkey,
             sessiontoken,
@@ -119,6 +134,7 @@ class Connection:
         )
         config = Config(
             region_name=self.region or session.region_name or "us-east-1",
+            use_fips_endpoint=self.fips,
             signature_version="s3v4",
             retries={"mode": retry_mode, "total_max_attempts": attempts},
             max_pool_connections=pool_size,

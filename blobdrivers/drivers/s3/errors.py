@@ -78,6 +78,12 @@ def translate(exc: Exception, path: str, bucket: str, endpoint: str | None = Non
             return PreconditionFailedError(f"a concurrent conditional write to {path} won ({error_code})")
         if error_code == "NoSuchBucket":
             return bucket_missing(bucket)
+        if error_code == "InvalidBucketName":
+            # Construction takes what an S3-compatible store might: the server refused it, so say AWS's rule.
+            return StorageError(
+                f"the server refuses the bucket name {bucket!r} (InvalidBucketName): AWS bucket names are 3-63 "
+                "characters of lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
+            )
         if error_code == "NoSuchUpload":
             return StorageError(f"the multipart upload of {path} no longer exists ({error_code})")
         return StorageError(f"{operation} on {path} failed: {error_code} (HTTP {error_status})")
