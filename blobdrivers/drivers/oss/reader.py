@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import crcmod
+import fastcrc
 import oss2
 from oss2.exceptions import OssError
 
@@ -30,14 +30,14 @@ log = logging.getLogger("blobdrivers.oss")
 READ_BLOCK = 1 * MiB
 _STANDARD_RANGE = {"x-oss-range-behavior": "standard"}
 
-# OSS's CRC-64 (ECMA-182, reflected), as oss2.utils.Crc64 defines it; a function of
-# (data, crc so far). Built once: building a crcmod function costs about as much as a small GET.
-_CRC64 = crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, rev=True, xorOut=0xFFFFFFFFFFFFFFFF)
-
-
 def crc64_extend(crc: int, data: memoryview) -> int:
-    """``crc`` (the CRC-64 of what came before; 0 at the start) extended by ``data``."""
-    value: int = _CRC64(data, crc)
+    """``crc`` (the CRC-64 of what came before; 0 at the start) extended by ``data``.
+
+    OSS's CRC-64 (ECMA-182 reflected, as oss2.utils.Crc64 defines it) is CRC-64/XZ;
+    fastcrc computes it in compiled code at memory speed (crcmod's C extension ran
+    about 400 MB/s here, a fifth of what a whole-object get moves).
+    """
+    value: int = fastcrc.crc64.xz(data, initial=crc)
     return value
 
 
