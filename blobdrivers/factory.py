@@ -28,6 +28,7 @@ from . import urls
 from .config import Source, driver_params
 from .driver import StorageDriver
 from .errors import ConfigError, DriverNotFoundError, StorageError
+from .redaction import MASK, mask_credentials
 
 Factory = Callable[[Mapping[str, Any]], StorageDriver]
 #: ``params_from_url(url) -> params``: the parameters a store URL stands for.
@@ -162,7 +163,19 @@ def from_url(url: str) -> StorageDriver:
     except StorageError:
         raise
     except Exception as exc:  # a driver's constructor refusing the URL's parameters in its own way
-        raise ConfigError(f"cannot create driver {name!r} from the URL: {type(exc).__name__}: {exc}") from exc
+        shown = _without_values(mask_credentials(str(exc)), params)
+        raise ConfigError(f"cannot create driver {name!r} from the URL: {type(exc).__name__}: {shown}") from None
+
+
+def _without_values(message: str, params: Mapping[str, Any]) -> str:
+    """``message`` with every parameter value in it masked: a third-party constructor may quote a secret.
+
+    The original exception is not chained for the same reason: its text and
+    traceback would carry the value again.
+    """
+    for value in sorted((v for v in params.values() if isinstance(v, str) and len(v) >= 3), key=len, reverse=True):
+        message = message.replace(value, MASK)
+    return message
 
 
 def resolve_url(url: str) -> tuple[str, dict[str, Any]]:

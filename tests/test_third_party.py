@@ -15,12 +15,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import blobdrivers
 from blobdrivers import cli, factory
 from blobdrivers.capabilities import Capability
+from blobdrivers.drivers.inmemory import InMemoryDriver
 from blobdrivers.errors import ConfigError, DriverNotFoundError, UnsupportedMethodError
 from tests.fake_drivers.third_party import MyDriver
 
@@ -204,6 +206,22 @@ def test_a_constructor_error_of_any_kind_is_one_line_and_exit_2(troubled: Path, 
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "cannot create driver 'strict' from the URL: TypeError: " in done.stderr
+
+
+def test_a_constructor_error_never_repeats_a_parameter_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Quoting(InMemoryDriver):
+        url_schemes = ("quoting",)
+
+        def __init__(self, **params: Any) -> None:
+            raise ValueError(f"login refused for password {params.get('password')}")
+
+    monkeypatch.setattr(factory, "_registry", dict(factory._registry))
+    factory.register("quoting", Quoting)
+    with pytest.raises(ConfigError) as caught:
+        blobdrivers.from_url("quoting://x?password=hunter2-secret")
+    expected = "cannot create driver 'quoting' from the URL: ValueError: login refused for password ***"
+    assert str(caught.value) == expected
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__, "the chain would quote it again"
 
 
 def test_a_registration_naming_a_missing_attribute_is_a_driver_error(monkeypatch: pytest.MonkeyPatch) -> None:
