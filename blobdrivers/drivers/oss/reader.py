@@ -30,6 +30,7 @@ log = logging.getLogger("blobdrivers.oss")
 READ_BLOCK = 1 * MiB
 _STANDARD_RANGE = {"x-oss-range-behavior": "standard"}
 
+
 def crc64_extend(crc: int, data: memoryview) -> int:
     """``crc`` (the CRC-64 of what came before; 0 at the start) extended by ``data``.
 
