@@ -20,6 +20,12 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_format_is_clean() -> None:
+    ruff = shutil.which("ruff") or "ruff"
+    result = _run(ruff, "format", "--check", "blobdrivers", "tests", "benchmarks", "examples")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_mypy_strict_is_clean() -> None:
     result = _run(sys.executable, "-m", "mypy", "--strict", "blobdrivers")
     assert result.returncode == 0, result.stdout + result.stderr
