@@ -275,28 +275,39 @@ def test_source_rejects_text_and_text_chunks() -> None:
         Source(iter(["text"])).read(10)  # type: ignore[list-item]
 
 
+class _InFlight:
+    """Counts the calls inside ``with meter:`` at once and remembers the most there were."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._now += 1
+            self.peak = max(self.peak, self._now)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._now -= 1
+
+
 def test_upload_parts_is_parallel_bounded_and_ordered() -> None:
-    in_flight = 0
-    peak = 0
-    lock = threading.Lock()
+    meter = _InFlight()
     seen: dict[int, bytes] = {}
 
     def upload(number: int, data: memoryview) -> int:
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        time.sleep(0.01)
-        seen[number] = bytes(data)
-        with lock:
-            in_flight -= 1
+        with meter:
+            time.sleep(0.01)
+            seen[number] = bytes(data)
         return number
 
     data = bytes(range(256)) * 4000
     results = upload_parts(Source(io.BytesIO(data)), iter(lambda: 10_000, None), upload, concurrency=4)
     assert results == list(range(1, len(results) + 1))
     assert b"".join(seen[n] for n in results) == data
-    assert 1 < peak <= 4
+    assert 1 < meter.peak <= 4
     assert upload_parts(Source(b""), iter(lambda: 10, None), upload, concurrency=2) == [1]
 
 
@@ -319,18 +330,12 @@ def test_run_bounded_stops_on_first_failure() -> None:
 
 
 def test_background_parts_bound_copy_and_keep_the_prefix() -> None:
-    lock = threading.Lock()
-    in_flight = peak = 0
+    meter = _InFlight()
     sent: dict[int, bytes] = {}
 
     def upload(index: int, data: memoryview) -> None:
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        time.sleep(0.01)
-        with lock:
-            in_flight -= 1
+        with meter:
+            time.sleep(0.01)
         if index == 3:
             raise RuntimeError("boom")
         sent[index] = bytes(data)
@@ -349,7 +354,7 @@ def test_background_parts_bound_copy_and_keep_the_prefix() -> None:
     assert parts.first_failed == 3
     assert {1, 2} <= set(sent) and 3 not in sent
     assert sent[1] == b"a" * 6
-    assert peak <= 2
+    assert meter.peak <= 2
 
     def refuse(size: int) -> int:
         raise ValueError("an earlier failure")
